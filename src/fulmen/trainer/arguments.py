@@ -1,0 +1,388 @@
+"""Check the Trainer's arguments and build its parts (accelerator, strategy, loggers, callbacks).
+
+Every check raises at `Trainer(...)` with a message that names the argument, shows the value and
+says what is allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from fulmen.accelerators import Accelerator, CPUAccelerator, CUDAAccelerator, MPSAccelerator
+from fulmen.callbacks.callback import Callback
+from fulmen.plugins.environments import ClusterEnvironment
+from fulmen.plugins.io import CheckpointIO
+from fulmen.plugins.layer_sync import LayerSync
+from fulmen.plugins.precision import DoublePrecision, HalfPrecision, MixedPrecision, Precision
+from fulmen.strategies import PLANNED_STRATEGIES, SingleDeviceStrategy, Strategy, StrategyRegistry
+from fulmen.utilities.exceptions import MisconfigurationException
+
+if TYPE_CHECKING:
+    from fulmen.loggers.logger import Logger
+    from fulmen.profilers.profiler import Profiler
+
+_PRECISIONS = {
+    64: "64-true", "64": "64-true", "64-true": "64-true",
+    32: "32-true", "32": "32-true", "32-true": "32-true",
+    16: "16-mixed", "16": "16-mixed", "16-mixed": "16-mixed", "16-true": "16-true",
+    "bf16": "bf16-mixed", "bf16-mixed": "bf16-mixed", "bf16-true": "bf16-true",
+}
+_ACCELERATORS: dict[str, type[Accelerator]] = {
+    "cpu": CPUAccelerator, "cuda": CUDAAccelerator, "mps": MPSAccelerator,
+}
+
+# Trainer arguments Lightning 2 removed, with what replaced them.
+REMOVED_ARGUMENTS = {
+    "gpus": "accelerator='gpu', devices=N",
+    "tpu_cores": "accelerator='tpu', devices=N",
+    "ipus": "(IPUs are not supported)",
+    "num_processes": "accelerator='cpu', devices=N",
+    "auto_select_gpus": "devices=find_usable_cuda_devices(N)",
+    "resume_from_checkpoint": "trainer.fit(model, ckpt_path=...)",
+    "auto_lr_find": "fulmen.tuner.Tuner(trainer).lr_find(model)",
+    "auto_scale_batch_size": "fulmen.tuner.Tuner(trainer).scale_batch_size(model)",
+    "track_grad_norm": "fulmen.utilities.grad_norm in on_before_optimizer_step",
+    "amp_backend": "precision='16-mixed'",
+    "amp_level": "precision='16-mixed'",
+    "replace_sampler_ddp": "use_distributed_sampler",
+    "move_metrics_to_cpu": "(metrics stay on device until read)",
+    "multiple_trainloader_mode": "CombinedLoader(loaders, mode=...)",
+    "progress_bar_refresh_rate": "callbacks=[TQDMProgressBar(refresh_rate=N)]",
+    "weights_summary": "enable_model_summary / callbacks=[ModelSummary(max_depth=N)]",
+    "terminate_on_nan": "detect_anomaly=True or EarlyStopping(check_finite=True)",
+    "flush_logs_every_n_steps": "the logger's own flush setting",
+    "stochastic_weight_avg": "callbacks=[StochasticWeightAveraging(...)]",
+    "truncated_bptt_steps": "(removed; split sequences in training_step)",
+    "prepare_data_per_node": "LightningModule.prepare_data_per_node",
+    "checkpoint_callback": "enable_checkpointing",
+    "weights_save_path": "ModelCheckpoint(dirpath=...)",
+}
+
+
+def check_int(name: str, value: Any, minimum: int, allow_none: bool = False, note: str = "") -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        extra = f" ({note})" if note else ""
+        raise ValueError(
+            f"Trainer({name}={value!r}) is invalid: expected an int >= {minimum}{extra}"
+            + (" or None." if allow_none else ".")
+        )
+
+
+def check_limit(name: str, value: Any) -> int | float:
+    """An int count of batches, or a float fraction in [0, 1]."""
+    if value is None:
+        return 1.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(
+            f"Trainer({name}={value!r}) is invalid: expected an int (number of batches) or a "
+            "float in [0.0, 1.0] (fraction of batches)."
+        )
+    if isinstance(value, float) and not 0.0 <= value <= 1.0:
+        raise ValueError(
+            f"Trainer({name}={value!r}) is invalid: a float must be in [0.0, 1.0] (a fraction of "
+            "the batches); pass an int for a number of batches."
+        )
+    if isinstance(value, int) and value < 0:
+        raise ValueError(f"Trainer({name}={value!r}) is invalid: a number of batches must be >= 0.")
+    return value
+
+
+def parse_duration(name: str, value: Any) -> timedelta | None:
+    """`"DD:HH:MM:SS"`, a timedelta or a dict of timedelta arguments."""
+    if value is None or isinstance(value, timedelta):
+        return value
+    if isinstance(value, dict):
+        try:
+            return timedelta(**value)
+        except TypeError as err:
+            raise ValueError(
+                f"Trainer({name}={value!r}) is invalid: dict keys must be timedelta arguments "
+                f"(days, hours, minutes, seconds): {err}."
+            ) from None
+    if isinstance(value, str):
+        parts = value.split(":")
+        if len(parts) == 4 and all(p.strip().isdigit() for p in parts):
+            days, hours, minutes, seconds = (int(p) for p in parts)
+            return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    raise ValueError(
+        f"Trainer({name}={value!r}) is invalid: expected 'DD:HH:MM:SS', a datetime.timedelta or "
+        "a dict such as {'hours': 1}."
+    )
+
+
+def check_val_check_interval(value: Any, check_val_every_n_epoch: int | None) -> int | float | timedelta:
+    if value is None:
+        return 1.0
+    if isinstance(value, (str, dict, timedelta)):
+        duration = parse_duration("val_check_interval", value)
+        assert duration is not None
+        return duration
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(
+            f"Trainer(val_check_interval={value!r}) is invalid: expected a float in (0.0, 1.0] "
+            "(fraction of an epoch), an int >= 1 (every N training batches) or a duration."
+        )
+    if isinstance(value, float) and not 0.0 < value <= 1.0:
+        raise ValueError(
+            f"Trainer(val_check_interval={value!r}) is invalid: a float must be in (0.0, 1.0]; "
+            "pass an int to validate every N training batches."
+        )
+    if isinstance(value, int) and value < 1:
+        raise ValueError(f"Trainer(val_check_interval={value!r}) is invalid: an int must be >= 1.")
+    return value
+
+
+def check_fast_dev_run(value: Any) -> int:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int) and value >= 0:
+        return value
+    raise ValueError(
+        f"Trainer(fast_dev_run={value!r}) is invalid: expected a bool or an int >= 0 (number of "
+        "batches to run)."
+    )
+
+
+def select_precision(value: Any, device_type: str) -> Precision:
+    if isinstance(value, Precision):
+        return value
+    key = "32-true" if value is None else value
+    try:
+        precision = _PRECISIONS[key]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"Trainer(precision={value!r}) is not supported. Choose one of "
+            "'64-true', '32-true', '16-mixed', 'bf16-mixed', '16-true', 'bf16-true' "
+            "(or 64, 32, 16, 'bf16')."
+        ) from None
+    if precision == "64-true":
+        return DoublePrecision()
+    if precision in ("16-true", "bf16-true"):
+        return HalfPrecision(precision)
+    if precision in ("16-mixed", "bf16-mixed"):
+        if precision == "16-mixed" and device_type == "cpu":
+            raise MisconfigurationException(
+                "Trainer(precision='16-mixed') needs a CUDA device (float16 autocast with loss "
+                "scaling). On the CPU use precision='bf16-mixed'."
+            )
+        return MixedPrecision(precision, device=device_type)
+    return Precision()
+
+
+def select_accelerator(value: Any) -> Accelerator:
+    if isinstance(value, Accelerator):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(
+            f"Trainer(accelerator={value!r}) is invalid: expected one of 'auto', 'cpu', 'gpu', "
+            "'cuda', 'mps' or an Accelerator instance."
+        )
+    name = value.lower()
+    if name == "auto":
+        if CUDAAccelerator.is_available():
+            return CUDAAccelerator()
+        if MPSAccelerator.is_available():
+            return MPSAccelerator()
+        return CPUAccelerator()
+    if name == "gpu":
+        if CUDAAccelerator.is_available():
+            return CUDAAccelerator()
+        if MPSAccelerator.is_available():
+            return MPSAccelerator()
+        raise MisconfigurationException(
+            "Trainer(accelerator='gpu') found no GPU (neither CUDA nor MPS) on this machine. "
+            "Use accelerator='cpu' or 'auto'."
+        )
+    if name == "tpu":
+        raise MisconfigurationException("Trainer(accelerator='tpu'): TPUs are not supported by fulmen.")
+    if name not in _ACCELERATORS:
+        raise ValueError(
+            f"Trainer(accelerator={value!r}) is not a known accelerator. Choose one of "
+            "['auto', 'cpu', 'cuda', 'gpu', 'mps'] or pass an Accelerator instance."
+        )
+    accelerator = _ACCELERATORS[name]
+    if not accelerator.is_available():
+        raise MisconfigurationException(
+            f"Trainer(accelerator={value!r}) is not available on this machine. Use "
+            "accelerator='cpu' or 'auto'."
+        )
+    return accelerator()
+
+
+def select_strategy(
+    value: Any,
+    accelerator: Accelerator,
+    devices: Any,
+    num_nodes: int,
+    precision: Precision,
+    checkpoint_io: CheckpointIO | None,
+) -> Strategy:
+    if isinstance(value, Strategy):
+        strategy = value
+    else:
+        if not isinstance(value, str):
+            raise ValueError(
+                f"Trainer(strategy={value!r}) is invalid: expected a strategy name or a Strategy."
+            )
+        check_int("num_nodes", num_nodes, 1)
+        if devices is None:
+            raise ValueError("Trainer(devices=None) is invalid: expected 'auto', an int, a string or a list.")
+        if isinstance(devices, int) and devices == 0:
+            raise ValueError("Trainer(devices=0) is invalid: expected 'auto', -1 or an int >= 1.")
+        parallel = accelerator.get_parallel_devices(accelerator.parse_devices(devices))
+        name = value.lower()
+        if name in PLANNED_STRATEGIES or (name == "auto" and (len(parallel) > 1 or num_nodes > 1)):
+            raise MisconfigurationException(
+                f"Trainer(strategy={value!r}, devices={devices!r}, num_nodes={num_nodes!r}) needs "
+                "multi-process training, which is not supported yet in fulmen (it comes with the "
+                "multi-device issue). Use one device for now."
+            )
+        if name not in ("auto", *StrategyRegistry):
+            raise ValueError(
+                f"Trainer(strategy={value!r}) is not a known strategy. Choose one of "
+                f"{sorted(['auto', *StrategyRegistry, *PLANNED_STRATEGIES])} or pass a Strategy."
+            )
+        strategy = SingleDeviceStrategy(device=parallel[0])
+    if strategy.accelerator is None:
+        strategy.accelerator = accelerator
+    strategy.precision_plugin = precision
+    if checkpoint_io is not None:
+        strategy.checkpoint_io = checkpoint_io
+    return strategy
+
+
+def split_plugins(plugins: Any) -> tuple[Precision | None, CheckpointIO | None]:
+    items = [] if plugins is None else plugins if isinstance(plugins, (list, tuple)) else [plugins]
+    precision: Precision | None = None
+    checkpoint_io: CheckpointIO | None = None
+    for plugin in items:
+        if isinstance(plugin, Precision):
+            if precision is not None:
+                raise MisconfigurationException("Trainer(plugins=...) got more than one precision plugin.")
+            precision = plugin
+        elif isinstance(plugin, CheckpointIO):
+            if checkpoint_io is not None:
+                raise MisconfigurationException("Trainer(plugins=...) got more than one CheckpointIO.")
+            checkpoint_io = plugin
+        elif isinstance(plugin, (ClusterEnvironment, LayerSync)):
+            continue  # only used by multi-process strategies
+        else:
+            raise ValueError(
+                f"Trainer(plugins=[{plugin!r}]) is not a plugin fulmen knows: expected Precision, "
+                "CheckpointIO, ClusterEnvironment or LayerSync instances."
+            )
+    return precision, checkpoint_io
+
+
+def build_loggers(logger: Any, default_root_dir: str, active: bool) -> list[Logger]:
+    from fulmen.loggers import CSVLogger, Logger, TensorBoardLogger
+    from fulmen.loggers.tensorboard import tensorboard_available
+
+    if not active or logger is False:
+        return []
+    if logger is None or logger is True:
+        if tensorboard_available():
+            return [TensorBoardLogger(save_dir=default_root_dir)]
+        return [CSVLogger(save_dir=default_root_dir)]
+    loggers = list(logger) if isinstance(logger, Iterable) else [logger]
+    for item in loggers:
+        if not isinstance(item, Logger):
+            raise ValueError(
+                f"Trainer(logger={logger!r}) is invalid: expected True/False, a Logger or a list "
+                "of Loggers."
+            )
+    return loggers
+
+
+def build_profiler(profiler: Any, active: bool) -> Profiler:
+    from fulmen.profilers import (
+        AdvancedProfiler,
+        PassThroughProfiler,
+        Profiler,
+        PyTorchProfiler,
+        SimpleProfiler,
+    )
+
+    if isinstance(profiler, Profiler):
+        return profiler
+    if profiler is None or not active:
+        return PassThroughProfiler()
+    names: dict[str, type[Profiler]] = {
+        "simple": SimpleProfiler, "advanced": AdvancedProfiler, "pytorch": PyTorchProfiler,
+    }
+    if isinstance(profiler, str) and profiler.lower() in names:
+        return names[profiler.lower()]()
+    raise ValueError(
+        f"Trainer(profiler={profiler!r}) is not a known profiler. Choose one of "
+        f"{sorted(names)} or pass a Profiler instance."
+    )
+
+
+def build_callbacks(
+    callbacks: Any,
+    enable_checkpointing: bool,
+    enable_progress_bar: bool,
+    enable_model_summary: bool,
+    max_time: timedelta | None,
+) -> list[Callback]:
+    from fulmen.callbacks import (
+        Checkpoint,
+        ModelCheckpoint,
+        ModelSummary,
+        ProgressBar,
+        Timer,
+        TQDMProgressBar,
+    )
+
+    given = [] if callbacks is None else callbacks if isinstance(callbacks, (list, tuple)) else [callbacks]
+    for cb in given:
+        if not isinstance(cb, Callback):
+            raise TypeError(
+                f"Trainer(callbacks=[..., {cb!r}]) is invalid: every callback must be a "
+                "fulmen.Callback instance."
+            )
+    result = list(given)
+    has_checkpoint = any(isinstance(cb, Checkpoint) for cb in result)
+    if not enable_checkpointing and has_checkpoint:
+        raise MisconfigurationException(
+            "Trainer(enable_checkpointing=False) was given a ModelCheckpoint in `callbacks`. "
+            "Remove one of the two."
+        )
+    bars = [cb for cb in result if isinstance(cb, ProgressBar)]
+    if len(bars) > 1:
+        raise MisconfigurationException("Trainer(callbacks=...) has more than one progress bar.")
+    if bars and not enable_progress_bar:
+        raise MisconfigurationException(
+            "Trainer(enable_progress_bar=False) was given a progress bar in `callbacks`. Remove "
+            "one of the two."
+        )
+    if enable_progress_bar and not bars:
+        result.append(TQDMProgressBar())
+    if enable_model_summary and not any(isinstance(cb, ModelSummary) for cb in result):
+        result.append(ModelSummary())
+    if max_time is not None:
+        result.append(Timer(duration=max_time, interval="step"))
+    if enable_checkpointing and not has_checkpoint:
+        result.append(ModelCheckpoint())
+    return order_callbacks(result)
+
+
+def order_callbacks(callbacks: list[Callback]) -> list[Callback]:
+    """Tuner callbacks first, checkpoint callbacks last (so they see what others changed)."""
+    from fulmen.callbacks import Checkpoint
+
+    tuners = [cb for cb in callbacks if type(cb).__name__ in ("BatchSizeFinder", "LearningRateFinder")]
+    checkpoints = [cb for cb in callbacks if isinstance(cb, Checkpoint)]
+    others = [cb for cb in callbacks if cb not in tuners and cb not in checkpoints]
+    return tuners + others + checkpoints
+
+
+def as_device_type(strategy: Strategy) -> str:
+    device: torch.device = strategy.root_device
+    return device.type

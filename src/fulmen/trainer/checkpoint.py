@@ -1,0 +1,209 @@
+"""Build the checkpoint dict, resolve `ckpt_path`, and restore a run from a checkpoint.
+
+The dict holds Lightning's keys so tools written for Lightning checkpoints read ours, and only
+plain data and tensors, so `torch.load(weights_only=True)` can read it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import fsspec
+
+from fulmen.trainer.call import call_callbacks, call_module
+from fulmen.trainer.state import TrainerFn
+from fulmen.utilities.exceptions import MisconfigurationException
+from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
+
+__all__ = ["dump_checkpoint", "resolve_and_load", "restore_model", "restore_training_state"]
+
+# The Lightning release whose checkpoint layout fulmen writes; tools check this key.
+LIGHTNING_FORMAT_VERSION = "2.6.0"
+
+
+def dump_checkpoint(trainer: Trainer, weights_only: bool = False) -> dict[str, Any]:
+    from fulmen import __version__
+
+    module = trainer.lightning_module
+    state = trainer.state
+    epoch_done = bool(state.extra.get("epoch_done", False))
+    checkpoint: dict[str, Any] = {
+        "epoch": state.epoch,
+        "global_step": state.global_step,
+        "pytorch-lightning_version": LIGHTNING_FORMAT_VERSION,
+        "fulmen_version": __version__,
+        "state_dict": trainer.strategy.lightning_module_state_dict(),
+        "loops": {
+            "fit_loop": {
+                **state.state_dict(),
+                # Where training resumes: the next epoch after an epoch-end save, else the next batch.
+                "epoch_completed": epoch_done,
+                "batches_done_in_epoch": 0 if epoch_done else _batches_done(trainer),
+                "total_batches_seen": state.total_batches_seen,
+            }
+        },
+    }
+    if not weights_only:
+        checkpoint["callbacks"] = {cb.state_key: cb.state_dict() for cb in trainer.callbacks}
+        checkpoint["optimizer_states"] = [trainer.strategy.optimizer_state(o) for o in trainer.optimizers]
+        checkpoint["lr_schedulers"] = [c.scheduler.state_dict() for c in trainer.lr_scheduler_configs]
+        precision_state = trainer.precision_plugin.state_dict()
+        if precision_state:
+            checkpoint[type(trainer.precision_plugin).__qualname__] = precision_state
+    if module.hparams:
+        checkpoint[module.CHECKPOINT_HYPER_PARAMS_NAME] = "hparams"  # type: ignore[attr-defined]
+        checkpoint[module.CHECKPOINT_HYPER_PARAMS_KEY] = dict(module.hparams)
+    datamodule = trainer.datamodule
+    if datamodule is not None:
+        if datamodule.hparams:
+            checkpoint[datamodule.CHECKPOINT_HYPER_PARAMS_NAME] = "hparams"
+            checkpoint[datamodule.CHECKPOINT_HYPER_PARAMS_KEY] = dict(datamodule.hparams)
+        dm_state = datamodule.state_dict()
+        if dm_state:
+            checkpoint[type(datamodule).__qualname__] = dm_state
+    if not weights_only:
+        call_callbacks(trainer, "on_save_checkpoint", checkpoint)
+    call_module(trainer, "on_save_checkpoint", checkpoint)
+    return checkpoint
+
+
+def _batches_done(trainer: Trainer) -> int:
+    stage = trainer.state.stage
+    if stage is None:
+        return 0
+    # Saved from on_train_batch_end or from validation inside the epoch: this batch is done.
+    return trainer.state.batch_idx + 1
+
+
+def resolve_and_load(
+    trainer: Trainer, fn: TrainerFn, ckpt_path: Any, weights_only: bool | None
+) -> dict[str, Any] | None:
+    path = _resolve_path(trainer, fn, ckpt_path)
+    trainer._ckpt_path = path
+    if path is None:
+        return None
+    checkpoint = trainer.strategy.load_checkpoint(path, weights_only=weights_only)
+    if fn != TrainerFn.FITTING:
+        rank_zero_info(f"Loaded model weights from the checkpoint at {path}")
+    else:
+        rank_zero_info(f"Restoring states from the checkpoint path at {path}")
+    return checkpoint
+
+
+def _resolve_path(trainer: Trainer, fn: TrainerFn, ckpt_path: Any) -> str | None:
+    if ckpt_path is None:
+        ckpt_path = trainer._user_ckpt_path
+        trainer._user_ckpt_path = None
+    if ckpt_path is None:
+        return None
+    if not isinstance(ckpt_path, (str, os.PathLike)):
+        raise TypeError(
+            f"ckpt_path={ckpt_path!r} is invalid: expected a path, 'best', 'last' or 'hpc'."
+        )
+    ckpt_path = os.fspath(ckpt_path)
+    if ckpt_path == "best":
+        if trainer.fast_dev_run:
+            raise ValueError(
+                "ckpt_path='best' is not available with `fast_dev_run`, which saves no checkpoints."
+            )
+        callback = trainer.checkpoint_callback
+        if callback is None:
+            raise ValueError(
+                "ckpt_path='best' needs a ModelCheckpoint callback; none is configured."
+            )
+        best = getattr(callback, "best_model_path", "")
+        if not best:
+            raise ValueError(
+                "ckpt_path='best': the ModelCheckpoint has no best checkpoint yet. Run `fit` "
+                "first, or pass a path."
+            )
+        return str(best)
+    if ckpt_path == "last":
+        candidates: list[str] = []
+        for callback in trainer.checkpoint_callbacks:
+            last = getattr(callback, "last_model_path", "")
+            if last:
+                candidates.append(last)
+            directory = getattr(callback, "dirpath", None)
+            if directory:
+                fs, base = fsspec.core.url_to_fs(str(directory))
+                if fs.isdir(base):
+                    for entry in fs.ls(base, detail=False):
+                        name = os.path.basename(entry)
+                        if name.startswith("last") and name.endswith(".ckpt"):
+                            candidates.append(entry if "://" not in str(directory) else f"{fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]}://{entry}")
+        existing = [c for c in candidates if fsspec.core.url_to_fs(c)[0].exists(fsspec.core.url_to_fs(c)[1])]
+        if not existing:
+            rank_zero_warn(
+                "ckpt_path='last' found no 'last' checkpoint; training starts from scratch.",
+                category=UserWarning,
+            )
+            return None
+        return max(existing, key=lambda c: fsspec.core.url_to_fs(c)[0].modified(fsspec.core.url_to_fs(c)[1]).timestamp())
+    if ckpt_path == "hpc":
+        raise MisconfigurationException(
+            "ckpt_path='hpc' (SLURM requeue checkpoints) is not supported yet in fulmen; it "
+            "comes with the multi-device issue. Pass a path or 'last'."
+        )
+    return ckpt_path
+
+
+def restore_model(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
+    module = trainer.lightning_module
+    if "state_dict" not in checkpoint:
+        raise MisconfigurationException(
+            f"The checkpoint {trainer.ckpt_path!r} has no 'state_dict' (keys: {sorted(checkpoint)})."
+        )
+    call_module(trainer, "on_load_checkpoint", checkpoint)
+    trainer.strategy.load_model_state_dict(checkpoint["state_dict"], strict=module.strict_loading)
+    datamodule = trainer.datamodule
+    if datamodule is not None and type(datamodule).__qualname__ in checkpoint:
+        datamodule.load_state_dict(checkpoint[type(datamodule).__qualname__])
+    if trainer.state.fn == TrainerFn.FITTING:
+        call_callbacks(trainer, "on_load_checkpoint", checkpoint)
+        states = checkpoint.get("callbacks") or {}
+        for callback in trainer.callbacks:
+            state = states.get(callback.state_key)
+            if state is not None:
+                callback.load_state_dict(state)
+
+
+def restore_training_state(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
+    """Restore optimizers, schedulers, precision and progress after `configure_optimizers`."""
+    optimizer_states = checkpoint.get("optimizer_states")
+    if optimizer_states is None:
+        raise MisconfigurationException(
+            f"The checkpoint {trainer.ckpt_path!r} holds weights only, so training cannot resume "
+            "from it. Load it with `Model.load_from_checkpoint` and start a new fit."
+        )
+    if len(optimizer_states) != len(trainer.optimizers):
+        raise MisconfigurationException(
+            f"The checkpoint has {len(optimizer_states)} optimizer states but "
+            f"`configure_optimizers` returned {len(trainer.optimizers)} optimizers."
+        )
+    for optimizer, state in zip(trainer.optimizers, optimizer_states):
+        optimizer.load_state_dict(state)
+    for config, state in zip(trainer.lr_scheduler_configs, checkpoint.get("lr_schedulers", [])):
+        config.scheduler.load_state_dict(state)
+    precision_state = checkpoint.get(type(trainer.precision_plugin).__qualname__)
+    if precision_state:
+        trainer.precision_plugin.load_state_dict(precision_state)
+    loop = (checkpoint.get("loops") or {}).get("fit_loop")
+    state = trainer.state
+    if loop is None:
+        state.epoch = int(checkpoint.get("epoch", 0))
+        state.global_step = int(checkpoint.get("global_step", 0))
+        state.batches_that_stepped = state.global_step
+        return
+    state.load_state_dict(loop)
+    state.total_batches_seen = int(loop.get("total_batches_seen", 0))
+    if loop.get("epoch_completed"):
+        state.epoch += 1
+        state.resume_batch_idx = 0
+    else:
+        state.resume_batch_idx = int(loop.get("batches_done_in_epoch", 0))
+    state.extra["restarting"] = True

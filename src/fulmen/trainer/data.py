@@ -1,0 +1,377 @@
+"""Dataloaders: where they come from, how many batches each loop runs, and moving batches.
+
+Loaders come from the arguments of fit/validate/test/predict, else from the datamodule, else
+from the LightningModule's `*_dataloader` hooks. The `limit_*_batches`, `overfit_batches` and
+`fast_dev_run` settings become one number of batches per loader here, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from torch.utils.data import DataLoader, IterableDataset, RandomSampler, SequentialSampler
+
+from fulmen.trainer.call import call_datamodule, call_module, is_overridden
+from fulmen.trainer.state import TrainerFn
+from fulmen.utilities.apply_func import move_data_to_device
+from fulmen.utilities.exceptions import MisconfigurationException
+from fulmen.utilities.rank_zero import rank_zero_warn
+
+if TYPE_CHECKING:
+    from fulmen.core.datamodule import LightningDataModule
+    from fulmen.core.module import LightningModule
+    from fulmen.trainer.trainer import Trainer
+
+_TRANSFER_HOOKS = ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")
+
+
+class DataSource:
+    """The dataloaders of one run and the number of batches each loop takes from them."""
+
+    def __init__(
+        self,
+        trainer: Trainer,
+        module: LightningModule,
+        datamodule: LightningDataModule | None,
+        train: Any = None,
+        val: Any = None,
+        test: Any = None,
+        predict: Any = None,
+    ) -> None:
+        self.trainer = trainer
+        self.module = module
+        self.datamodule = datamodule
+        self._given = {"train": train, "val": val, "test": test, "predict": predict}
+        self.train_loader: Any = None
+        self.val_loaders: list[Any] | None = None
+        self.test_loaders: list[Any] | None = None
+        self.predict_loaders: list[Any] | None = None
+        self._train_loaded_epoch = -1
+        self._val_loaded_epoch = -1
+        self._custom_transfer = any(is_overridden(h, module) for h in _TRANSFER_HOOKS) or (
+            datamodule is not None and any(is_overridden(h, datamodule) for h in _TRANSFER_HOOKS)
+        )
+
+    # ------------------------------------------------------------------ sources
+
+    def _has_source(self, prefix: str) -> bool:
+        if self._given[prefix] is not None:
+            return True
+        hook = f"{prefix}_dataloader"
+        if self.datamodule is not None and is_overridden(hook, self.datamodule):
+            return True
+        return is_overridden(hook, self.module)
+
+    def _request(self, prefix: str) -> Any:
+        given = self._given[prefix]
+        if given is not None:
+            return given
+        hook = f"{prefix}_dataloader"
+        if self.datamodule is not None and is_overridden(hook, self.datamodule):
+            return call_datamodule(self.trainer, hook)
+        return call_module(self.trainer, hook)
+
+    def check(self, fn: TrainerFn) -> None:
+        """Raise before any hook runs if the run cannot work."""
+        module = self.module
+        name = type(module).__name__
+        if fn == TrainerFn.FITTING:
+            if not is_overridden("training_step", module):
+                raise MisconfigurationException(
+                    f"{name} defines no `training_step()`. `Trainer.fit` needs `training_step()`, "
+                    "`configure_optimizers()` and a train dataloader."
+                )
+            if not is_overridden("configure_optimizers", module):
+                raise MisconfigurationException(
+                    f"{name} defines no `configure_optimizers()`. `Trainer.fit` needs "
+                    "`training_step()`, `configure_optimizers()` and a train dataloader."
+                )
+            if not self._has_source("train"):
+                raise MisconfigurationException(
+                    "`Trainer.fit` found no train dataloader: pass `train_dataloaders=`, a "
+                    f"datamodule, or define `train_dataloader()` in {name}."
+                )
+            if self._has_source("val") and not is_overridden("validation_step", module):
+                rank_zero_warn(
+                    f"A validation dataloader was given but {name} defines no "
+                    "`validation_step()`, so validation is skipped. Define `validation_step()` "
+                    "or drop the validation dataloader."
+                )
+            if not module.automatic_optimization:
+                if self.trainer.gradient_clip_val:
+                    raise MisconfigurationException(
+                        "Trainer(gradient_clip_val=...) does not apply to manual optimization: call "
+                        "`self.clip_gradients(optimizer, gradient_clip_val=...)` in `training_step`."
+                    )
+                if self.trainer.accumulate_grad_batches != 1:
+                    raise MisconfigurationException(
+                        "Trainer(accumulate_grad_batches=...) does not apply to manual "
+                        "optimization: step the optimizers every N batches yourself."
+                    )
+        else:
+            prefix = {TrainerFn.VALIDATING: "val", TrainerFn.TESTING: "test", TrainerFn.PREDICTING: "predict"}[fn]
+            step = {"val": "validation_step", "test": "test_step", "predict": "predict_step"}[prefix]
+            if prefix != "predict" and not is_overridden(step, module):
+                raise MisconfigurationException(
+                    f"{name} defines no `{step}()`, which `Trainer.{fn}` needs."
+                )
+            if not self._has_source(prefix):
+                raise MisconfigurationException(
+                    f"`Trainer.{fn}` found no dataloader: pass `dataloaders=`, a datamodule, or "
+                    f"define `{prefix}_dataloader()` in {name}."
+                )
+
+    def has_val(self) -> bool:
+        return (
+            self._has_source("val")
+            and is_overridden("validation_step", self.module)
+            and self.trainer.limit_val_batches != 0
+        )
+
+    # ------------------------------------------------------------------ loading
+
+    def load_train(self) -> None:
+        trainer = self.trainer
+        loader = self._request("train")
+        loader = _combine_train(loader)
+        _check_loader("train_dataloader", loader)
+        if trainer.overfit_batches:
+            loader = _without_shuffle(loader, "overfit_batches")
+        self.train_loader = loader
+        self._train_loaded_epoch = trainer.current_epoch
+        limit = trainer.limit_train_batches
+        trainer.num_training_batches = _count_batches("train_dataloader", "limit_train_batches", loader, limit)
+        trainer.val_check_batch = _val_check_batch(trainer)
+
+    def load_eval(self, prefix: str) -> list[Any]:
+        trainer = self.trainer
+        if prefix == "val" and trainer.overfit_batches:
+            if self.train_loader is None:
+                self.load_train()
+            loaders = [self.train_loader]
+        else:
+            loaders = _as_list(self._request(prefix))
+        for loader in loaders:
+            _check_loader(f"{prefix}_dataloader", loader)
+        setattr(self, f"{prefix}_loaders", loaders)
+        if prefix == "val":
+            self._val_loaded_epoch = trainer.current_epoch
+        return loaders
+
+    def eval_counts(self, prefix: str, loaders: list[Any]) -> list[int]:
+        trainer = self.trainer
+        limit = {"val": trainer.limit_val_batches, "test": trainer.limit_test_batches, "predict": trainer.limit_predict_batches}[prefix]
+        counts = []
+        for loader in loaders:
+            count = _count_batches(f"{prefix}_dataloader", f"limit_{prefix}_batches", loader, limit)
+            counts.append(count)
+        return counts  # type: ignore[return-value]
+
+    def should_reload_train(self) -> bool:
+        n = self.trainer.reload_dataloaders_every_n_epochs
+        return self.train_loader is None or (
+            n > 0 and self.trainer.current_epoch - self._train_loaded_epoch >= n
+        )
+
+    def should_reload_val(self) -> bool:
+        n = self.trainer.reload_dataloaders_every_n_epochs
+        return self.val_loaders is None or (
+            n > 0 and self.trainer.current_epoch - self._val_loaded_epoch >= n
+        )
+
+    # ------------------------------------------------------------------ batches
+
+    def transfer(self, batch: Any, dataloader_idx: int = 0) -> Any:
+        """Move a batch to the device through the transfer hooks (or directly when not overridden)."""
+        trainer = self.trainer
+        device = trainer.strategy.root_device
+        if not self._custom_transfer:
+            batch = move_data_to_device(batch, device)
+        else:
+            owner_dm = self.datamodule is not None and any(
+                is_overridden(h, self.datamodule) for h in _TRANSFER_HOOKS
+            )
+            if owner_dm:
+                dm = self.datamodule
+                assert dm is not None
+                batch = dm.on_before_batch_transfer(batch, dataloader_idx)
+                batch = dm.transfer_batch_to_device(batch, device, dataloader_idx)
+                batch = dm.on_after_batch_transfer(batch, dataloader_idx)
+            else:
+                batch = call_module(trainer, "on_before_batch_transfer", batch, dataloader_idx)
+                batch = call_module(trainer, "transfer_batch_to_device", batch, device, dataloader_idx)
+                batch = call_module(trainer, "on_after_batch_transfer", batch, dataloader_idx)
+        return trainer.precision_plugin.convert_input(batch)
+
+
+def iterate(loader: Any, limit: int | float, skip: int = 0) -> Iterator[tuple[int, Any, bool]]:
+    """Yield (batch_idx, batch, is_last) for up to `limit` batches, looking one batch ahead."""
+    if limit == 0:
+        return
+    iterator = iter(loader)
+    index = 0
+    try:
+        current = next(iterator)
+    except StopIteration:
+        return
+    while True:
+        if index + 1 >= limit:
+            yield index, current, True
+            return
+        try:
+            upcoming = next(iterator)
+        except StopIteration:
+            yield index, current, True
+            return
+        if index >= skip:
+            yield index, current, False
+        current = upcoming
+        index += 1
+
+
+def _combine_train(loader: Any) -> Any:
+    if isinstance(loader, (Mapping, list, tuple)):
+        from fulmen.utilities.combined_loader import CombinedLoader
+
+        return _TrainCombined(CombinedLoader(loader, mode="max_size_cycle"))
+    from fulmen.utilities.combined_loader import CombinedLoader
+
+    if isinstance(loader, CombinedLoader):
+        return _TrainCombined(loader)
+    return loader
+
+
+class _TrainCombined:
+    """A CombinedLoader as training consumes it: only the batch of each (batch, idx, dl_idx)."""
+
+    def __init__(self, combined: Any) -> None:
+        self.combined = combined
+
+    def __iter__(self) -> Iterator[Any]:
+        for item in self.combined:
+            yield item[0]
+
+    def __len__(self) -> int:
+        return len(self.combined)
+
+
+def _as_list(loaders: Any) -> list[Any]:
+    if isinstance(loaders, (list, tuple)):
+        return list(loaders)
+    if isinstance(loaders, Mapping):
+        return list(loaders.values())
+    from fulmen.utilities.combined_loader import CombinedLoader
+
+    if isinstance(loaders, CombinedLoader):
+        return list(loaders.flattened)
+    return [loaders]
+
+
+def _check_loader(hook: str, loader: Any) -> None:
+    if isinstance(loader, DataLoader) or isinstance(loader, _TrainCombined):
+        return
+    if loader is None or not isinstance(loader, Iterable) or isinstance(loader, (str, bytes)):
+        raise TypeError(
+            f"`{hook}` gave {type(loader).__name__}, which is not a dataloader: return a "
+            "torch DataLoader (or any iterable of batches)."
+        )
+
+
+def _has_len(loader: Any) -> bool:
+    try:
+        return len(loader) >= 0
+    except (TypeError, NotImplementedError):
+        return False
+
+
+def _count_batches(hook: str, limit_name: str, loader: Any, limit: int | float) -> int | float:
+    length: int | float = len(loader) if _has_len(loader) else float("inf")
+    if isinstance(loader, DataLoader) and isinstance(loader.dataset, IterableDataset) and not _has_len(loader.dataset):
+        length = float("inf")
+    if isinstance(limit, int):
+        return min(length, limit)
+    if limit == 1.0:
+        return length
+    if length == float("inf"):
+        if limit == 0.0:
+            return 0
+        raise MisconfigurationException(
+            f"Trainer({limit_name}={limit!r}) is a fraction, but `{hook}` has no length. Pass an "
+            "int number of batches instead."
+        )
+    count = int(length * limit)
+    if limit > 0 and count == 0:
+        raise MisconfigurationException(
+            f"Trainer({limit_name}={limit!r}) keeps {limit} of the {int(length)} batches of "
+            f"`{hook}`, which is less than one. Increase `{limit_name}` or pass an int."
+        )
+    return count
+
+
+def _val_check_batch(trainer: Trainer) -> int | float:
+    interval = trainer.val_check_interval
+    n = trainer.num_training_batches
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)):
+        return float("inf")  # time-based validation: decided by the clock
+    if isinstance(interval, int):
+        if trainer.check_val_every_n_epoch is not None and interval > n:
+            raise ValueError(
+                f"Trainer(val_check_interval={interval}) is more than the {n} training batches "
+                "of an epoch. Validate at most once per epoch, or set "
+                "`check_val_every_n_epoch=None` to count batches across epochs."
+            )
+        return interval
+    if n == float("inf"):
+        if interval != 1.0:
+            raise MisconfigurationException(
+                f"Trainer(val_check_interval={interval}) is a fraction of an epoch, but the train "
+                "dataloader has no length. Pass an int number of batches."
+            )
+        return float("inf")
+    return max(1, int(n * interval))
+
+
+def _without_shuffle(loader: Any, reason: str) -> Any:
+    if not isinstance(loader, DataLoader) or not isinstance(loader.sampler, RandomSampler):
+        return loader
+    rank_zero_warn(
+        f"`{reason}` uses the same batches every epoch, so the train dataloader's shuffling is "
+        "turned off. Pass `shuffle=False` to silence this."
+    )
+    if type(loader) is not DataLoader:
+        return loader
+    kwargs: dict[str, Any] = dict(
+        batch_size=loader.batch_size,
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+        pin_memory=loader.pin_memory,
+        drop_last=loader.drop_last,
+        timeout=loader.timeout,
+        worker_init_fn=loader.worker_init_fn,
+        persistent_workers=loader.persistent_workers,
+    )
+    if loader.num_workers > 0:
+        kwargs["prefetch_factor"] = loader.prefetch_factor
+    return DataLoader(loader.dataset, sampler=SequentialSampler(loader.dataset), **kwargs)  # type: ignore[arg-type]
+
+
+def estimated_stepping_batches(trainer: Trainer) -> int | float:
+    data = trainer._data
+    if data is None:
+        raise MisconfigurationException(
+            "`trainer.estimated_stepping_batches` is known only during `fit` (e.g. in "
+            "`configure_optimizers`)."
+        )
+    if data.train_loader is None:
+        data.load_train()
+    batches = trainer.num_training_batches
+    if batches == float("inf"):
+        return trainer.max_steps if trainer.max_steps != -1 else float("inf")
+    max_epochs = trainer.max_epochs if trainer.max_epochs not in (None, -1) else None
+    per_epoch = math.ceil(batches / trainer.accumulate_grad_batches)
+    total: int | float = per_epoch * max(max_epochs, 1) if max_epochs is not None else float("inf")
+    if trainer.max_steps != -1:
+        total = min(total, trainer.max_steps)
+    return total

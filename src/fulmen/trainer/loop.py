@@ -1,0 +1,355 @@
+"""The fit loop: epochs, training batches, automatic optimization and learning-rate schedulers.
+
+The order of the hook calls is the order of the lines; `tests/behaviour/test_hook_order.py`
+pins it to Lightning's. Evaluation lives in `eval_loop.py`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from torch import Tensor
+from torch.optim import Optimizer
+
+from fulmen.trainer import eval_loop
+from fulmen.trainer.call import call_callbacks, call_hook, call_module, is_overridden
+from fulmen.trainer.data import iterate
+from fulmen.trainer.state import RunningStage
+from fulmen.utilities.exceptions import MisconfigurationException
+from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
+    from fulmen.utilities.types import LRSchedulerConfig
+
+__all__ = ["run_fit"]
+
+
+def run_fit(trainer: Trainer) -> None:
+    state = trainer.state
+    data = trainer._data
+    assert data is not None
+    module = trainer.lightning_module
+    call_hook(trainer, "on_fit_start")
+    module.zero_grad()
+    if _should_run_sanity_check(trainer):
+        eval_loop.run_sanity_check(trainer)
+    state.extra.pop("restarting", None)
+    if data.should_reload_train():
+        data.load_train()
+    trainer._fit_started = True
+    trainer._fit_start_time = time.monotonic()
+    call_hook(trainer, "on_train_start")
+    while not _fit_done(trainer):
+        if data.should_reload_train():
+            data.load_train()
+        state.stage = RunningStage.TRAINING
+        trainer._results = trainer._train_results
+        if state.resume_batch_idx == 0:
+            trainer._results.reset()
+            call_hook(trainer, "on_train_epoch_start")
+        outputs = run_training_epoch(trainer)
+        _end_training_epoch(trainer, outputs)
+    state.stage = RunningStage.TRAINING
+    call_hook(trainer, "on_train_end")
+    call_hook(trainer, "on_fit_end")
+    trainer._call_teardown_hook("fit")
+
+
+def _end_training_epoch(trainer: Trainer, outputs: list[Any] | None) -> None:
+    state = trainer.state
+    results = trainer._train_results
+    state.extra["epoch_done"] = True  # checkpoints saved from here on resume at the next epoch
+    results.epoch_end_reached()
+    # Monitoring callbacks (ModelCheckpoint, EarlyStopping) run after the module so they can see
+    # metrics logged in LightningModule.on_train_epoch_end.
+    call_callbacks(trainer, "on_train_epoch_end", monitoring=False)
+    call_module(trainer, "on_train_epoch_end")
+    if outputs is not None:
+        call_module(trainer, "training_epoch_end", outputs)
+    call_callbacks(trainer, "on_train_epoch_end", monitoring=True)
+    results.epoch_end(step=max(state.batches_that_stepped - 1, 0))
+    _step_schedulers(trainer, "epoch", plateau=True)
+    state.epoch += 1
+    state.batch_idx = 0
+    state.resume_batch_idx = 0
+    state.extra.pop("epoch_done", None)
+
+
+def _should_run_sanity_check(trainer: Trainer) -> bool:
+    data = trainer._data
+    assert data is not None
+    return (
+        trainer.num_sanity_val_steps != 0
+        and data.has_val()
+        and not trainer.state.extra.get("restarting", False)
+    )
+
+
+def _max_epochs(trainer: Trainer) -> int:
+    if trainer.max_epochs is None:
+        return 1000 if trainer.max_steps == -1 else -1
+    return trainer.max_epochs
+
+
+def _can_stop_early(trainer: Trainer) -> bool:
+    state = trainer.state
+    min_epochs = trainer.min_epochs or 0
+    min_steps = trainer.min_steps or 0
+    return state.epoch >= min_epochs and state.global_step >= min_steps
+
+
+def _fit_done(trainer: Trainer) -> bool:
+    state = trainer.state
+    if trainer.max_steps != -1 and state.global_step >= trainer.max_steps:
+        rank_zero_info(f"`Trainer.fit` stopped: `max_steps={trainer.max_steps!r}` reached.")
+        return True
+    max_epochs = _max_epochs(trainer)
+    if max_epochs != -1 and state.epoch >= max_epochs:
+        rank_zero_info(f"`Trainer.fit` stopped: `max_epochs={max_epochs!r}` reached.")
+        return True
+    if state.should_stop:
+        if _can_stop_early(trainer):
+            rank_zero_info("`Trainer.fit` stopped: `trainer.should_stop` was set.")
+            return True
+        rank_zero_info(
+            f"Trainer was asked to stop, but `min_epochs={trainer.min_epochs}` or "
+            f"`min_steps={trainer.min_steps}` is not reached yet: training goes on."
+        )
+        state.should_stop = False
+    if trainer.num_training_batches == 0:
+        return True
+    return False
+
+
+def run_training_epoch(trainer: Trainer) -> list[Any] | None:
+    """Run the training batches of one epoch; return step outputs if a 1.x epoch-end hook wants them."""
+    state = trainer.state
+    data = trainer._data
+    assert data is not None
+    module = trainer.lightning_module
+    results = trainer._train_results
+    automatic = module.automatic_optimization
+    legacy = is_overridden("training_epoch_end", module) if hasattr(module, "training_epoch_end") else False
+    outputs: list[Any] | None = [] if legacy else None
+    skip = state.resume_batch_idx
+    for batch_idx, batch, is_last in iterate(data.train_loader, trainer.num_training_batches, skip):
+        state.batch_idx = batch_idx
+        trainer.is_last_batch = is_last
+        batch = data.transfer(batch, 0)
+        results.new_batch(batch)
+        call_callbacks(trainer, "on_train_batch_start", batch, batch_idx)
+        if call_module(trainer, "on_train_batch_start", batch, batch_idx) == -1:
+            break
+        stepping = automatic and not _should_accumulate(trainer, batch_idx, is_last)
+        if automatic:
+            output = _run_automatic_batch(trainer, batch, batch_idx, stepping)
+        else:
+            output = _run_manual_batch(trainer, batch, batch_idx)
+            stepping = True
+        if stepping:
+            _step_schedulers(trainer, "step", plateau=False)
+            if is_last:
+                _step_schedulers(trainer, "epoch", plateau=False)
+        step_output = {"loss": output} if isinstance(output, Tensor) else output
+        call_hook(trainer, "on_train_batch_end", step_output, batch, batch_idx)
+        if outputs is not None and step_output is not None:
+            outputs.append(_detach(step_output))
+        should_log = trainer.log_every_n_steps > 0 and (
+            (state.batches_that_stepped + 1) % trainer.log_every_n_steps == 0 or state.should_stop
+        )
+        results.step_end(should_log, step=state.batches_that_stepped)
+        state.total_batches_seen += 1
+        if _should_check_val(trainer, batch_idx, is_last):
+            eval_loop.run_validation(trainer)
+            _step_schedulers(trainer, "step", plateau=True) if stepping else None
+            state.stage = RunningStage.TRAINING
+            trainer._results = results
+        if stepping or not automatic:
+            state.batches_that_stepped += 1
+        if trainer.max_steps != -1 and state.global_step >= trainer.max_steps:
+            break
+        if state.should_stop and _can_stop_early(trainer):
+            break
+    return outputs
+
+
+def _should_accumulate(trainer: Trainer, batch_idx: int, is_last: bool) -> bool:
+    return (batch_idx + 1) % trainer.accumulate_grad_batches != 0 and not is_last
+
+
+def _should_check_val(trainer: Trainer, batch_idx: int, is_last: bool) -> bool:
+    data = trainer._data
+    assert data is not None
+    if not data.has_val():
+        return False
+    every = trainer.check_val_every_n_epoch
+    if every is not None and (trainer.current_epoch + 1) % every != 0:
+        return False
+    interval = trainer.val_check_interval
+    if not isinstance(interval, (int, float)):  # a duration
+        start = trainer.state.extra.setdefault("val_timer", time.monotonic())
+        if time.monotonic() - start >= interval.total_seconds():
+            trainer.state.extra["val_timer"] = time.monotonic()
+            return True
+        return is_last
+    if trainer.should_stop and _can_stop_early(trainer):
+        return True
+    val_check_batch = trainer.val_check_batch
+    if val_check_batch == float("inf"):
+        return is_last
+    if isinstance(trainer.limit_train_batches, int) and trainer.num_training_batches == trainer.limit_train_batches and val_check_batch == trainer.num_training_batches:
+        return is_last
+    current = trainer.state.total_batches_seen - 1 if every is None else batch_idx
+    return (current + 1) % int(val_check_batch) == 0
+
+
+# ---------------------------------------------------------------------- optimization
+
+
+def _training_step(trainer: Trainer, batch: Any, batch_idx: int) -> Any:
+    results = trainer._results
+    results.current_fx = "training_step"
+    try:
+        if trainer._profiling:
+            with trainer.profiler.profile(f"[Strategy]{type(trainer.strategy).__name__}.training_step"):
+                return trainer.strategy.training_step(batch, batch_idx)
+        return trainer.strategy.training_step(batch, batch_idx)
+    finally:
+        results.current_fx = None
+
+
+def _loss_of(output: Any) -> Tensor | None:
+    if output is None:
+        return None
+    if isinstance(output, Tensor):
+        return output
+    if isinstance(output, dict):
+        if "loss" not in output:
+            raise MisconfigurationException(
+                "`training_step` returned a dict without a 'loss' key (keys: "
+                f"{sorted(output)}). Return the loss tensor, or a dict with a 'loss' key."
+            )
+        loss = output["loss"]
+        if not isinstance(loss, Tensor):
+            raise MisconfigurationException(
+                f"`training_step` returned {{'loss': {type(loss).__name__}}}: the loss must be a tensor."
+            )
+        return loss
+    raise MisconfigurationException(
+        f"`training_step` returned {type(output).__name__}. In automatic optimization it must "
+        "return a loss tensor, a dict with a 'loss' key, or None to skip the batch."
+    )
+
+
+def _run_automatic_batch(trainer: Trainer, batch: Any, batch_idx: int, stepping: bool) -> Any:
+    module = trainer.lightning_module
+    optimizers = trainer.strategy._lightning_optimizers
+    output: Any = None
+    accumulate = trainer.accumulate_grad_batches
+
+    def closure() -> Tensor | None:
+        # Runs inside optimizer.step() so that optimizers such as LBFGS can re-evaluate the loss.
+        nonlocal output
+        output = _training_step(trainer, batch, batch_idx)
+        loss = _loss_of(output)
+        if loss is not None and loss.grad_fn is None and loss.requires_grad is False and module.training:
+            raise MisconfigurationException(
+                "The loss returned by `training_step` does not require grad: it was computed "
+                "under `torch.no_grad()` or from detached tensors, so backward cannot run."
+            )
+        if not optimizers:
+            return loss
+        optimizer = optimizers[0].optimizer
+        if batch_idx % accumulate == 0 or accumulate == 1:
+            call_hook(trainer, "on_before_zero_grad", optimizer)
+            call_module(trainer, "optimizer_zero_grad", trainer.current_epoch, batch_idx, optimizers[0])
+        if loss is None:
+            return None
+        backward_loss = loss / accumulate if accumulate > 1 else loss
+        trainer._run_backward(backward_loss)
+        return backward_loss
+
+    if not optimizers:
+        closure()
+        return output
+    if not stepping:
+        closure()
+        return output
+    call_module(trainer, "optimizer_step", trainer.current_epoch, batch_idx, optimizers[0], closure)
+    return output
+
+
+def _run_manual_batch(trainer: Trainer, batch: Any, batch_idx: int) -> Any:
+    output = _training_step(trainer, batch, batch_idx)
+    if output is not None and not isinstance(output, (Tensor, dict)):
+        raise MisconfigurationException(
+            f"`training_step` returned {type(output).__name__}; with manual optimization it may "
+            "return None, a tensor or a dict."
+        )
+    return output
+
+
+def automatic_optimizer_step(trainer: Trainer, optimizer: Optimizer, closure: Callable[[], Any] | None, **kwargs: Any) -> Any:
+    """`LightningOptimizer.step` in automatic optimization: closure, before-step hooks, clip, step."""
+    module = trainer.lightning_module
+    clip = trainer.gradient_clip_val is not None or is_overridden("configure_gradient_clipping", module)
+
+    def wrapped() -> Any:
+        result = closure() if closure is not None else None
+        call_hook(trainer, "on_before_optimizer_step", optimizer)
+        if clip:
+            call_module(
+                trainer,
+                "configure_gradient_clipping",
+                optimizer,
+                gradient_clip_val=trainer.gradient_clip_val,
+                gradient_clip_algorithm=trainer.gradient_clip_algorithm,
+            )
+        return result
+
+    out = trainer.strategy.precision_plugin.optimizer_step(optimizer, wrapped, **kwargs)
+    trainer.state.global_step += 1
+    return out
+
+
+def _step_schedulers(trainer: Trainer, interval: str, plateau: bool) -> None:
+    configs = trainer.lr_scheduler_configs
+    if not configs or not trainer.lightning_module.automatic_optimization:
+        return
+    for config in configs:
+        if config.interval != interval or config.reduce_on_plateau != plateau:
+            continue
+        index = trainer.state.batches_that_stepped if interval == "step" else trainer.current_epoch
+        if (index + 1) % config.frequency != 0:
+            continue
+        metric = _monitor_value(trainer, config) if config.reduce_on_plateau else None
+        if config.reduce_on_plateau and metric is None:
+            continue
+        call_module(trainer, "lr_scheduler_step", config.scheduler, metric)
+
+
+def _monitor_value(trainer: Trainer, config: LRSchedulerConfig) -> Any:
+    metrics = trainer.callback_metrics
+    monitor = config.monitor
+    if monitor in metrics:
+        return metrics[monitor]
+    if config.strict:
+        raise MisconfigurationException(
+            f"ReduceLROnPlateau conditioned on metric {monitor!r}, which is not available. "
+            f"Available metrics are: {sorted(metrics)}. Log it with `self.log({monitor!r}, ...)` "
+            "or set 'strict': False in the scheduler dict."
+        )
+    rank_zero_warn(
+        f"ReduceLROnPlateau conditioned on metric {monitor!r}, which is not available; the "
+        "scheduler is skipped this time ('strict': False)."
+    )
+    return None
+
+
+def _detach(output: Any) -> Any:
+    from fulmen.utilities.apply_func import apply_to_collection
+
+    return apply_to_collection(output, Tensor, lambda t: t.detach())

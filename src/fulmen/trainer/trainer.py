@@ -1,0 +1,851 @@
+"""Trainer: store and check arguments, build the parts, run fit/validate/test/predict.
+
+`__init__` only stores and checks. `_run` is the shape every entry point shares: attach the
+model and data, call the setup hooks, run the loop (`loop.py`, `eval_loop.py`), tear down.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from fulmen.callbacks.callback import Callback
+from fulmen.core.datamodule import LightningDataModule
+from fulmen.core.module import LightningModule
+from fulmen.trainer import arguments as args_
+from fulmen.trainer.call import call_callbacks, call_datamodule, call_hook, call_module, is_overridden
+from fulmen.trainer.logging import Results
+from fulmen.trainer.state import RunningStage, TrainerFn, TrainerState, TrainerStatus
+from fulmen.utilities.exceptions import MisconfigurationException
+from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
+
+if TYPE_CHECKING:
+    from fulmen.accelerators import Accelerator
+    from fulmen.callbacks import Checkpoint, EarlyStopping, ModelCheckpoint, ProgressBar
+    from fulmen.loggers.logger import Logger
+    from fulmen.plugins.precision import Precision
+    from fulmen.profilers.profiler import Profiler
+    from fulmen.strategies.strategy import Strategy
+    from fulmen.trainer.data import DataSource
+    from fulmen.utilities.types import LRSchedulerConfig
+
+__all__ = ["Trainer"]
+
+
+class Trainer:
+    """Run the training, evaluation and prediction loops for a LightningModule.
+
+    Example:
+        >>> from fulmen.demos.boring_classes import BoringModel
+        >>> trainer = Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1,
+        ...                   logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        ...                   enable_model_summary=False)
+        >>> trainer.fit(BoringModel())
+        >>> trainer.current_epoch, trainer.global_step
+        (1, 2)
+    """
+
+    def __init__(
+        self,
+        *,
+        accelerator: str | Accelerator = "auto",
+        strategy: str | Strategy = "auto",
+        devices: list[int] | str | int = "auto",
+        num_nodes: int = 1,
+        precision: int | str | None = None,
+        logger: Logger | list[Logger] | bool | None = None,
+        callbacks: list[Callback] | Callback | None = None,
+        fast_dev_run: int | bool = False,
+        max_epochs: int | None = None,
+        min_epochs: int | None = None,
+        max_steps: int = -1,
+        min_steps: int | None = None,
+        max_time: str | timedelta | dict[str, int] | None = None,
+        limit_train_batches: int | float | None = None,
+        limit_val_batches: int | float | None = None,
+        limit_test_batches: int | float | None = None,
+        limit_predict_batches: int | float | None = None,
+        overfit_batches: int | float = 0.0,
+        val_check_interval: int | float | str | timedelta | dict[str, int] | None = None,
+        check_val_every_n_epoch: int | None = 1,
+        num_sanity_val_steps: int | None = None,
+        log_every_n_steps: int | None = None,
+        enable_checkpointing: bool | None = None,
+        enable_progress_bar: bool | None = None,
+        enable_model_summary: bool | None = None,
+        accumulate_grad_batches: int = 1,
+        gradient_clip_val: int | float | None = None,
+        gradient_clip_algorithm: str | None = None,
+        deterministic: bool | str | None = None,
+        benchmark: bool | None = None,
+        inference_mode: bool = True,
+        use_distributed_sampler: bool = True,
+        profiler: Profiler | str | None = None,
+        detect_anomaly: bool = False,
+        barebones: bool = False,
+        plugins: Any = None,
+        sync_batchnorm: bool = False,
+        reload_dataloaders_every_n_epochs: int = 0,
+        default_root_dir: str | Path | None = None,
+        enable_autolog_hparams: bool = True,
+        model_registry: str | None = None,
+        **removed: Any,
+    ) -> None:
+        for name in removed:
+            hint = args_.REMOVED_ARGUMENTS.get(name)
+            if hint is None:
+                raise TypeError(f"Trainer.__init__() got an unexpected keyword argument {name!r}.")
+            raise TypeError(
+                f"Trainer({name}=...) was removed in Lightning 2.0 and is not accepted by "
+                f"fulmen. Use {hint} instead."
+            )
+        if model_registry is not None:
+            raise MisconfigurationException(
+                f"Trainer(model_registry={model_registry!r}): Lightning's model registry is a "
+                "cloud service that fulmen does not connect to."
+            )
+        # -------- simple checks (each raises naming the argument)
+        self.fast_dev_run: int | bool = fast_dev_run
+        fdr = args_.check_fast_dev_run(fast_dev_run)
+        args_.check_int("max_epochs", max_epochs, -1, allow_none=True, note="-1 means no limit")
+        args_.check_int("min_epochs", min_epochs, 0, allow_none=True)
+        args_.check_int("max_steps", max_steps, -1, note="-1 means no limit")
+        args_.check_int("min_steps", min_steps, 0, allow_none=True)
+        args_.check_int("check_val_every_n_epoch", check_val_every_n_epoch, 1, allow_none=True)
+        args_.check_int("num_sanity_val_steps", num_sanity_val_steps, -1, allow_none=True, note="-1 runs all")
+        args_.check_int("log_every_n_steps", log_every_n_steps, 0, allow_none=True)
+        args_.check_int("accumulate_grad_batches", accumulate_grad_batches, 1)
+        args_.check_int("reload_dataloaders_every_n_epochs", reload_dataloaders_every_n_epochs, 0)
+        if gradient_clip_val is not None and (
+            isinstance(gradient_clip_val, bool)
+            or not isinstance(gradient_clip_val, (int, float))
+            or gradient_clip_val < 0
+        ):
+            raise ValueError(
+                f"Trainer(gradient_clip_val={gradient_clip_val!r}) is invalid: expected a number >= 0 or None."
+            )
+        if gradient_clip_algorithm is not None and gradient_clip_algorithm.lower() not in ("norm", "value"):
+            raise ValueError(
+                f"Trainer(gradient_clip_algorithm={gradient_clip_algorithm!r}) is invalid: expected "
+                "'norm' or 'value'."
+            )
+        if deterministic not in (None, True, False, "warn"):
+            raise ValueError(
+                f"Trainer(deterministic={deterministic!r}) is invalid: expected True, False, 'warn' or None."
+            )
+        if isinstance(overfit_batches, bool) or not isinstance(overfit_batches, (int, float)) or overfit_batches < 0 or (
+            isinstance(overfit_batches, float) and overfit_batches > 1
+        ):
+            raise ValueError(
+                f"Trainer(overfit_batches={overfit_batches!r}) is invalid: expected an int >= 0 "
+                "(batches) or a float in [0.0, 1.0] (fraction)."
+            )
+        for flag_name, flag in (
+            ("inference_mode", inference_mode), ("detect_anomaly", detect_anomaly),
+            ("barebones", barebones), ("sync_batchnorm", sync_batchnorm),
+            ("use_distributed_sampler", use_distributed_sampler),
+            ("enable_autolog_hparams", enable_autolog_hparams),
+        ):
+            if not isinstance(flag, bool):
+                raise ValueError(f"Trainer({flag_name}={flag!r}) is invalid: expected True or False.")
+        if barebones:
+            conflicts = {
+                "enable_checkpointing": enable_checkpointing, "enable_progress_bar": enable_progress_bar,
+                "enable_model_summary": enable_model_summary, "logger": logger or None,
+                "profiler": profiler, "detect_anomaly": detect_anomaly or None,
+                "num_sanity_val_steps": num_sanity_val_steps or None, "fast_dev_run": fast_dev_run or None,
+            }
+            for key, value in conflicts.items():
+                if value:
+                    raise ValueError(
+                        f"Trainer(barebones=True, {key}={value!r}) conflict: barebones turns "
+                        f"{key} off. Drop one of the two."
+                    )
+            enable_checkpointing = enable_progress_bar = enable_model_summary = False
+            logger = False
+            num_sanity_val_steps = 0
+
+        # -------- stored settings
+        self.barebones = barebones
+        self.max_epochs = max_epochs
+        self.min_epochs = min_epochs
+        self.max_steps = max_steps
+        self.min_steps = min_steps
+        self.max_time = args_.parse_duration("max_time", max_time)
+        self.limit_train_batches = args_.check_limit("limit_train_batches", limit_train_batches)
+        self.limit_val_batches = args_.check_limit("limit_val_batches", limit_val_batches)
+        self.limit_test_batches = args_.check_limit("limit_test_batches", limit_test_batches)
+        self.limit_predict_batches = args_.check_limit("limit_predict_batches", limit_predict_batches)
+        self.overfit_batches = overfit_batches
+        self.val_check_interval = args_.check_val_check_interval(val_check_interval, check_val_every_n_epoch)
+        if isinstance(self.val_check_interval, int) and not isinstance(self.val_check_interval, bool):
+            pass
+        self.check_val_every_n_epoch = check_val_every_n_epoch
+        self.num_sanity_val_steps = 2 if num_sanity_val_steps is None else num_sanity_val_steps
+        self.log_every_n_steps = 50 if log_every_n_steps is None else log_every_n_steps
+        self.accumulate_grad_batches = accumulate_grad_batches
+        self.gradient_clip_val = gradient_clip_val
+        self.gradient_clip_algorithm = (gradient_clip_algorithm or "norm").lower()
+        self.deterministic = deterministic
+        self.benchmark = benchmark
+        self._inference_mode = inference_mode
+        self.use_distributed_sampler = use_distributed_sampler
+        self.detect_anomaly = detect_anomaly
+        self.reload_dataloaders_every_n_epochs = reload_dataloaders_every_n_epochs
+        self.enable_autolog_hparams = enable_autolog_hparams
+        self._default_root_dir = os.fspath(default_root_dir) if default_root_dir is not None else os.getcwd()
+        if fdr:
+            # fast_dev_run: a smoke test of every loop, with nothing written anywhere.
+            self.max_steps = fdr
+            self.max_epochs = 1
+            self.num_sanity_val_steps = 0
+            self.limit_train_batches = self.limit_val_batches = fdr
+            self.limit_test_batches = self.limit_predict_batches = fdr
+            self.val_check_interval = 1.0
+            self.check_val_every_n_epoch = 1
+            rank_zero_info(f"Running in `fast_dev_run` mode: will run the requested loop using {fdr} batch(es).")
+        if overfit_batches:
+            self.limit_train_batches = self.limit_val_batches = overfit_batches
+
+        # -------- parts
+        precision_plugin, checkpoint_io = args_.split_plugins(plugins)
+        self.accelerator = args_.select_accelerator(accelerator)
+        device_type = {"CUDAAccelerator": "cuda", "MPSAccelerator": "mps"}.get(
+            type(self.accelerator).__name__, "cpu"
+        )
+        precision_plugin = precision_plugin or args_.select_precision(precision, device_type)
+        self.strategy: Strategy = args_.select_strategy(
+            strategy, self.accelerator, devices, num_nodes, precision_plugin, checkpoint_io
+        )
+        self.num_nodes = num_nodes
+        self.sync_batchnorm = sync_batchnorm
+        self.callbacks: list[Callback] = args_.build_callbacks(
+            callbacks,
+            enable_checkpointing is not False,
+            enable_progress_bar is not False,
+            enable_model_summary is not False and not fdr,
+            self.max_time,
+        )
+        self._loggers = args_.build_loggers(logger, self._default_root_dir, active=True)
+        if fdr and self._loggers:
+            from fulmen.loggers.logger import DummyLogger
+
+            self._loggers = [DummyLogger()]
+        self.profiler: Profiler = args_.build_profiler(profiler, active=not barebones)
+        from fulmen.profilers import PassThroughProfiler
+
+        self._profiling = not isinstance(self.profiler, PassThroughProfiler)
+
+        # -------- run state
+        self.state = TrainerState()
+        self._results = Results(self)
+        self._eval_results = Results(self)
+        self._eval_results.share_views(self._results)
+        self._train_results = self._results
+        self._hook_cache: dict[tuple[str, str], Any] = {}
+        self._lightning_module: LightningModule | None = None
+        self.datamodule: LightningDataModule | None = None
+        self.optimizers: list[Optimizer] = []
+        self.lr_scheduler_configs: list[LRSchedulerConfig] = []
+        self._data: DataSource | None = None
+        self.num_training_batches: int | float = float("inf")
+        self.num_sanity_val_batches: list[int] = []
+        self.num_val_batches: list[int] = []
+        self.num_test_batches: list[int] = []
+        self.num_predict_batches: list[int] = []
+        self.val_check_batch: int | float = float("inf")
+        self.is_last_batch = False
+        self.interrupted = False
+        self.received_sigterm = False
+        self.predict_predictions: list[list[Any]] = []
+        self._ckpt_path: str | None = None
+        self._user_ckpt_path: str | None = None
+        self._fit_started = False
+        if deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=deterministic == "warn")
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        if torch.backends.cudnn.is_available():
+            if benchmark is not None:
+                torch.backends.cudnn.benchmark = benchmark
+            elif deterministic:
+                torch.backends.cudnn.benchmark = False
+
+    # ================================================================== entry points
+
+    def fit(
+        self,
+        model: LightningModule,
+        train_dataloaders: Any = None,
+        val_dataloaders: Any = None,
+        datamodule: LightningDataModule | None = None,
+        ckpt_path: str | Path | None = None,
+        weights_only: bool | None = None,
+    ) -> None:
+        """Train `model` on the train dataloader(s), validating as configured."""
+        if isinstance(train_dataloaders, LightningDataModule):
+            datamodule, train_dataloaders = train_dataloaders, None
+        if datamodule is not None and (train_dataloaders is not None or val_dataloaders is not None):
+            raise MisconfigurationException(
+                "Trainer.fit got both dataloaders and a datamodule. Pass one or the other."
+            )
+        self._check_model(model, "fit")
+        from fulmen.trainer.data import DataSource
+
+        self._data = DataSource(self, model, datamodule, train=train_dataloaders, val=val_dataloaders)
+        self._run(model, datamodule, TrainerFn.FITTING, ckpt_path, weights_only)
+
+    def validate(
+        self,
+        model: LightningModule | None = None,
+        dataloaders: Any = None,
+        ckpt_path: str | Path | None = None,
+        verbose: bool = True,
+        datamodule: LightningDataModule | None = None,
+        weights_only: bool | None = None,
+    ) -> list[dict[str, float]]:
+        """Run one validation epoch; return one dict of epoch metrics per dataloader."""
+        return self._evaluate(TrainerFn.VALIDATING, model, dataloaders, ckpt_path, verbose, datamodule, weights_only)
+
+    def test(
+        self,
+        model: LightningModule | None = None,
+        dataloaders: Any = None,
+        ckpt_path: str | Path | None = None,
+        verbose: bool = True,
+        datamodule: LightningDataModule | None = None,
+        weights_only: bool | None = None,
+    ) -> list[dict[str, float]]:
+        """Run one test epoch; return one dict of epoch metrics per dataloader."""
+        return self._evaluate(TrainerFn.TESTING, model, dataloaders, ckpt_path, verbose, datamodule, weights_only)
+
+    def predict(
+        self,
+        model: LightningModule | None = None,
+        dataloaders: Any = None,
+        datamodule: LightningDataModule | None = None,
+        return_predictions: bool | None = None,
+        ckpt_path: str | Path | None = None,
+        weights_only: bool | None = None,
+    ) -> list[Any] | list[list[Any]] | None:
+        """Run `predict_step` over the predict dataloader(s) and return the outputs."""
+        model, datamodule, dataloaders = self._resolve_eval_inputs(model, dataloaders, datamodule, "predict")
+        from fulmen.trainer.data import DataSource
+
+        self._return_predictions = True if return_predictions is None else return_predictions
+        self._data = DataSource(self, model, datamodule, predict=dataloaders)
+        result = self._run(model, datamodule, TrainerFn.PREDICTING, ckpt_path, weights_only)
+        return result  # type: ignore[no-any-return]
+
+    def _evaluate(
+        self,
+        fn: TrainerFn,
+        model: LightningModule | None,
+        dataloaders: Any,
+        ckpt_path: str | Path | None,
+        verbose: bool,
+        datamodule: LightningDataModule | None,
+        weights_only: bool | None,
+    ) -> list[dict[str, float]]:
+        model, datamodule, dataloaders = self._resolve_eval_inputs(model, dataloaders, datamodule, str(fn))
+        from fulmen.trainer.data import DataSource
+
+        key = "val" if fn == TrainerFn.VALIDATING else "test"
+        self._data = DataSource(self, model, datamodule, **{key: dataloaders})
+        self._verbose_eval = verbose
+        result = self._run(model, datamodule, fn, ckpt_path, weights_only)
+        return result  # type: ignore[no-any-return]
+
+    def _resolve_eval_inputs(
+        self, model: LightningModule | None, dataloaders: Any, datamodule: LightningDataModule | None, name: str
+    ) -> tuple[LightningModule, LightningDataModule | None, Any]:
+        if isinstance(dataloaders, LightningDataModule):
+            datamodule, dataloaders = dataloaders, None
+        if datamodule is not None and dataloaders is not None:
+            raise MisconfigurationException(
+                f"Trainer.{name} got both dataloaders and a datamodule. Pass one or the other."
+            )
+        if model is None:
+            model = self._lightning_module
+            if model is None:
+                raise MisconfigurationException(
+                    f"Trainer.{name}() needs a model: pass one, or call it after `fit(model)`."
+                )
+            if datamodule is None and dataloaders is None:
+                datamodule = self.datamodule
+        if not isinstance(model, LightningModule):
+            raise TypeError(
+                f"Trainer.{name}(model=...) expects a fulmen.LightningModule, got {type(model).__name__}."
+            )
+        return model, datamodule, dataloaders
+
+    def _check_model(self, model: Any, name: str) -> None:
+        if not isinstance(model, LightningModule):
+            raise TypeError(
+                f"Trainer.{name}(model=...) expects a fulmen.LightningModule, got "
+                f"{type(model).__name__}. Subclass fulmen.LightningModule (an nn.Module)."
+            )
+
+    # ================================================================== the shared run
+
+    def _run(
+        self,
+        model: LightningModule,
+        datamodule: LightningDataModule | None,
+        fn: TrainerFn,
+        ckpt_path: str | Path | None,
+        weights_only: bool | None,
+    ) -> Any:
+        from fulmen.trainer import checkpoint as ckpt
+        from fulmen.trainer import eval_loop, loop
+
+        if model._trainer is not None and model._trainer is not self:
+            model.trainer = None
+        self.state.fn = fn
+        self.state.status = TrainerStatus.RUNNING
+        self.state.should_stop = False
+        self.interrupted = False
+        self._lightning_module = model
+        model.trainer = self
+        self.datamodule = datamodule
+        if datamodule is not None:
+            datamodule.trainer = self
+        self._hook_cache = {}
+        self._results = self._train_results
+        self._results.reset()
+        self._results.clear_views()
+        self.strategy.connect(model)
+        checks_stage = {TrainerFn.FITTING: "fit", TrainerFn.VALIDATING: "validate", TrainerFn.TESTING: "test", TrainerFn.PREDICTING: "predict"}[fn]
+        _check_legacy_hooks(model, checks_stage)
+        self._data.check(fn)  # type: ignore[union-attr]
+        try:
+            self._attach_configured_callbacks(model)
+            self.strategy.setup_environment()
+            self._call_prepare_data()
+            self._call_setup_hook(checks_stage)
+            call_module(self, "configure_model")
+            self.strategy.setup(model)
+            checkpoint = ckpt.resolve_and_load(self, fn, ckpt_path, weights_only)
+            if checkpoint is not None:
+                ckpt.restore_model(self, checkpoint)
+            if fn == TrainerFn.FITTING:
+                self._configure_optimizers(model)
+                if checkpoint is not None:
+                    ckpt.restore_training_state(self, checkpoint)
+                self._log_hyperparams(model, datamodule)
+                with self.profiler.profile("run_fit"), torch.autograd.set_detect_anomaly(self.detect_anomaly):
+                    self.profiler.setup(stage="fit", local_rank=self.local_rank, log_dir=self.log_dir)
+                    loop.run_fit(self)
+                result = None
+            elif fn == TrainerFn.PREDICTING:
+                self.profiler.setup(stage="predict", local_rank=self.local_rank, log_dir=self.log_dir)
+                result = eval_loop.run_predict(self)
+            else:
+                self.profiler.setup(stage=str(fn), local_rank=self.local_rank, log_dir=self.log_dir)
+                result = eval_loop.run_evaluation_entry(self, fn)
+            self._teardown(checks_stage)
+            self.state.status = TrainerStatus.FINISHED
+            return result
+        except BaseException as exception:
+            self._on_exception(exception, checks_stage)
+            raise
+        finally:
+            self.state.stage = None
+
+    def _on_exception(self, exception: BaseException, stage: str) -> None:
+        self.state.status = TrainerStatus.INTERRUPTED
+        if isinstance(exception, KeyboardInterrupt):
+            self.interrupted = True
+            rank_zero_warn("Detected KeyboardInterrupt, attempting graceful shutdown ...")
+        call_callbacks(self, "on_exception", exception)
+        if self.datamodule is not None:
+            self.datamodule.on_exception(exception)
+        if hasattr(self.lightning_module, "on_exception"):
+            self.lightning_module.on_exception(exception)  # type: ignore[operator]
+        for logger in self.loggers:
+            logger.finalize("failed")
+        self.profiler.teardown(stage)
+        self.strategy.teardown()
+
+    def _teardown(self, stage: str) -> None:
+        if self.state.fn == TrainerFn.FITTING:
+            for logger in self.loggers:
+                logger.finalize("success")
+        self.profiler.describe()
+        self.profiler.teardown(stage)
+        self.strategy.teardown()
+
+    def _attach_configured_callbacks(self, model: LightningModule) -> None:
+        returned = call_module(self, "configure_callbacks")
+        if not returned:
+            return
+        extra = list(returned) if isinstance(returned, (list, tuple)) else [returned]
+        types = {type(cb) for cb in extra}
+        kept = [cb for cb in self.callbacks if type(cb) not in types]
+        self.callbacks = args_.order_callbacks(kept + extra)
+        self._hook_cache = {}
+
+    def _call_prepare_data(self) -> None:
+        module = self.lightning_module
+        datamodule = self.datamodule
+        # prepare_data runs once per node (local rank 0), or once in all if the user asks so.
+        for obj in (datamodule, module):
+            if obj is None:
+                continue
+            per_node = getattr(obj, "prepare_data_per_node", True)
+            if (per_node and self.local_rank == 0) or (not per_node and self.global_rank == 0):
+                if obj is module:
+                    call_module(self, "prepare_data")
+                else:
+                    call_datamodule(self, "prepare_data")
+        self.strategy.barrier("prepare_data")
+
+    def _call_setup_hook(self, stage: str) -> None:
+        call_datamodule(self, "setup", stage=stage)
+        call_callbacks(self, "setup", stage)
+        call_module(self, "setup", stage=stage)
+
+    def _call_teardown_hook(self, stage: str) -> None:
+        call_datamodule(self, "teardown", stage=stage)
+        call_callbacks(self, "teardown", stage)
+        call_module(self, "teardown", stage=stage)
+
+    def _configure_optimizers(self, model: LightningModule) -> None:
+        from fulmen.core.optimizer import LightningOptimizer, init_optimizers_and_schedulers
+
+        returned = call_module(self, "configure_optimizers")
+        optimizers, configs = init_optimizers_and_schedulers(returned, model.automatic_optimization)
+        self.optimizers = optimizers
+        self.lr_scheduler_configs = configs
+        self.strategy.optimizers = optimizers
+        self.strategy._lightning_optimizers = [LightningOptimizer(opt, self) for opt in optimizers]
+
+    def _log_hyperparams(self, model: LightningModule, datamodule: LightningDataModule | None) -> None:
+        if not self.loggers or not self.enable_autolog_hparams:
+            return
+        params: dict[str, Any] = {}
+        if datamodule is not None and datamodule._log_hyperparams:
+            params.update(datamodule.hparams_initial)
+        if model._log_hyperparams:
+            for key, value in model.hparams_initial.items():
+                if key in params and params[key] != value:
+                    raise MisconfigurationException(
+                        f"Hyperparameter {key!r} differs between the LightningModule ({value!r}) "
+                        f"and the LightningDataModule ({params[key]!r}); rename one of them."
+                    )
+                params[key] = value
+        for logger in self.loggers:
+            if params:
+                logger.log_hyperparams(params)
+            logger.log_graph(model)
+            logger.save()
+
+    # ================================================================== optimization helpers
+
+    def _run_backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
+        """Backward with its hooks: used by the loop and by `manual_backward`."""
+        call_hook(self, "on_before_backward", loss)
+        self.strategy.backward(loss, *args, **kwargs)
+        call_hook(self, "on_after_backward")
+
+    def _manual_optimizer_step(self, optimizer: Optimizer, closure: Any, **kwargs: Any) -> Any:
+        """`LightningOptimizer.step`: hooks, precision, then count one optimizer step."""
+        if self.lightning_module.automatic_optimization:
+            from fulmen.trainer.loop import automatic_optimizer_step
+
+            return automatic_optimizer_step(self, optimizer, closure, **kwargs)
+
+        def wrapped() -> Any:
+            result = closure() if closure is not None else None
+            call_hook(self, "on_before_optimizer_step", optimizer)
+            return result
+
+        output = self.strategy.precision_plugin.optimizer_step(optimizer, wrapped, **kwargs)
+        self.state.global_step += 1
+        return output
+
+    # ================================================================== checkpoints
+
+    def save_checkpoint(
+        self, filepath: str | Path, weights_only: bool | None = None, storage_options: Any | None = None
+    ) -> None:
+        """Save the full training state (or only the weights) to `filepath` (any fsspec URL)."""
+        from fulmen.trainer.checkpoint import dump_checkpoint
+
+        if self._lightning_module is None:
+            raise MisconfigurationException(
+                "Trainer.save_checkpoint needs a model: call it during or after fit/validate/test."
+            )
+        checkpoint = dump_checkpoint(self, bool(weights_only))
+        self.strategy.save_checkpoint(checkpoint, os.fspath(filepath), storage_options=storage_options)
+        self.strategy.barrier("Trainer.save_checkpoint")
+
+    @property
+    def ckpt_path(self) -> str | None:
+        """The checkpoint the current or last run was restored from."""
+        return self._ckpt_path
+
+    @ckpt_path.setter
+    def ckpt_path(self, path: str | Path | None) -> None:
+        self._ckpt_path = None if path is None else os.fspath(path)
+        self._user_ckpt_path = self._ckpt_path
+
+    # ================================================================== properties
+
+    @property
+    def lightning_module(self) -> LightningModule:
+        return self._lightning_module  # type: ignore[return-value]
+
+    @property
+    def model(self) -> torch.nn.Module | None:
+        return self.strategy.model
+
+    @property
+    def current_epoch(self) -> int:
+        return self.state.epoch
+
+    @property
+    def global_step(self) -> int:
+        return self.state.global_step
+
+    @property
+    def should_stop(self) -> bool:
+        return self.state.should_stop
+
+    @should_stop.setter
+    def should_stop(self, value: bool) -> None:
+        self.state.should_stop = value
+
+    @property
+    def callback_metrics(self) -> dict[str, Tensor]:
+        return self._results.callback_metrics
+
+    @property
+    def logged_metrics(self) -> dict[str, Tensor]:
+        return self._results.logged
+
+    @property
+    def progress_bar_metrics(self) -> dict[str, float]:
+        return self._results.progress_bar_metrics
+
+    @property
+    def default_root_dir(self) -> str:
+        return self._default_root_dir
+
+    @property
+    def loggers(self) -> list[Logger]:
+        return self._loggers
+
+    @loggers.setter
+    def loggers(self, loggers: list[Logger] | None) -> None:
+        self._loggers = list(loggers or [])
+
+    @property
+    def logger(self) -> Logger | None:
+        return self._loggers[0] if self._loggers else None
+
+    @logger.setter
+    def logger(self, logger: Logger | None) -> None:
+        self._loggers = [logger] if logger is not None else []
+
+    @property
+    def log_dir(self) -> str:
+        """The first logger's folder, else `default_root_dir`."""
+        logger = self.logger
+        if logger is None:
+            return self.default_root_dir
+        directory = logger.log_dir or logger.save_dir
+        return directory if directory is not None else self.default_root_dir
+
+    @property
+    def precision_plugin(self) -> Precision:
+        return self.strategy.precision_plugin
+
+    @property
+    def precision(self) -> str:
+        return self.strategy.precision_plugin.precision
+
+    @property
+    def is_global_zero(self) -> bool:
+        return self.strategy.is_global_zero
+
+    @property
+    def global_rank(self) -> int:
+        return self.strategy.global_rank
+
+    @property
+    def local_rank(self) -> int:
+        return self.strategy.local_rank
+
+    @property
+    def node_rank(self) -> int:
+        return self.strategy.node_rank
+
+    @property
+    def world_size(self) -> int:
+        return self.strategy.world_size
+
+    @property
+    def num_devices(self) -> int:
+        return 1
+
+    @property
+    def device_ids(self) -> list[int]:
+        device = self.strategy.root_device
+        return [device.index or 0]
+
+    @property
+    def distributed_sampler_kwargs(self) -> dict[str, Any] | None:
+        return self.strategy.distributed_sampler_kwargs
+
+    @property
+    def scaler(self) -> Any:
+        return getattr(self.precision_plugin, "scaler", None)
+
+    @property
+    def training(self) -> bool:
+        return self.state.stage == RunningStage.TRAINING
+
+    @property
+    def sanity_checking(self) -> bool:
+        return self.state.stage == RunningStage.SANITY_CHECKING
+
+    @property
+    def validating(self) -> bool:
+        return self.state.stage == RunningStage.VALIDATING
+
+    @property
+    def testing(self) -> bool:
+        return self.state.stage == RunningStage.TESTING
+
+    @property
+    def predicting(self) -> bool:
+        return self.state.stage == RunningStage.PREDICTING
+
+    @property
+    def evaluating(self) -> bool:
+        return self.state.stage is not None and self.state.stage.evaluating
+
+    @property
+    def enable_validation(self) -> bool:
+        return self._data is not None and self._data.has_val()
+
+    @property
+    def estimated_stepping_batches(self) -> int | float:
+        """Optimizer steps the whole fit will take (accounts for limits and accumulation)."""
+        from fulmen.trainer.data import estimated_stepping_batches
+
+        return estimated_stepping_batches(self)
+
+    @property
+    def checkpoint_callbacks(self) -> list[Checkpoint]:
+        from fulmen.callbacks import Checkpoint
+
+        return [cb for cb in self.callbacks if isinstance(cb, Checkpoint)]
+
+    @property
+    def checkpoint_callback(self) -> ModelCheckpoint | None:
+        from fulmen.callbacks import ModelCheckpoint
+
+        found = [cb for cb in self.callbacks if isinstance(cb, ModelCheckpoint)]
+        return found[0] if found else None
+
+    @property
+    def early_stopping_callbacks(self) -> list[EarlyStopping]:
+        from fulmen.callbacks import EarlyStopping
+
+        return [cb for cb in self.callbacks if isinstance(cb, EarlyStopping)]
+
+    @property
+    def early_stopping_callback(self) -> EarlyStopping | None:
+        found = self.early_stopping_callbacks
+        return found[0] if found else None
+
+    @property
+    def progress_bar_callback(self) -> ProgressBar | None:
+        from fulmen.callbacks import ProgressBar
+
+        found = [cb for cb in self.callbacks if isinstance(cb, ProgressBar)]
+        return found[0] if found else None
+
+    @property
+    def lr_scheduler_configs_by_interval(self) -> dict[str, list[LRSchedulerConfig]]:
+        return {
+            interval: [c for c in self.lr_scheduler_configs if c.interval == interval]
+            for interval in ("step", "epoch")
+        }
+
+    @property
+    def train_dataloader(self) -> Any:
+        return self._data.train_loader if self._data is not None else None
+
+    @property
+    def val_dataloaders(self) -> Any:
+        return _unwrap(self._data.val_loaders) if self._data is not None else None
+
+    @property
+    def test_dataloaders(self) -> Any:
+        return _unwrap(self._data.test_loaders) if self._data is not None else None
+
+    @property
+    def predict_dataloaders(self) -> Any:
+        return _unwrap(self._data.predict_loaders) if self._data is not None else None
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        """Print on global rank zero only."""
+        if self.is_global_zero:
+            print(*args, **kwargs)
+
+    @contextmanager
+    def init_module(self, empty_init: bool | None = None) -> Generator[None]:
+        """Create the module's tensors directly on the training device and in its precision."""
+        with torch.device(self.strategy.root_device), self.precision_plugin.module_init_context():
+            yield
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "tune":
+            raise AttributeError(
+                "`Trainer.tune()` was removed in Lightning 2.0: use "
+                "`fulmen.tuner.Tuner(trainer).lr_find(model)` or `.scale_batch_size(model)`."
+            )
+        raise AttributeError(f"'Trainer' object has no attribute {name!r}")
+
+
+def _unwrap(loaders: list[Any] | None) -> Any:
+    if not loaders:
+        return None
+    return loaders[0] if len(loaders) == 1 else loaders
+
+
+_LEGACY_STEP_END = ("training_step_end", "validation_step_end", "test_step_end")
+
+
+def _check_legacy_hooks(model: LightningModule, stage: str) -> None:
+    """Warn about Lightning 1.x hooks: `*_step_end` are never called; `*_epoch_end` still are."""
+    for name in _LEGACY_STEP_END:
+        if callable(getattr(model, name, None)):
+            rank_zero_warn(
+                f"`{type(model).__name__}.{name}` is a Lightning 1.x hook that is never called "
+                f"in fulmen (nor in Lightning 2). Move its code into `{name[:-4]}` or "
+                f"`on_{name.split('_')[0].replace('training', 'train')}_batch_end`.",
+                category=FutureWarning,
+            )
+    for name in ("training_epoch_end", "validation_epoch_end", "test_epoch_end"):
+        if callable(getattr(model, name, None)):
+            modern = {"training_epoch_end": "on_train_epoch_end", "validation_epoch_end": "on_validation_epoch_end", "test_epoch_end": "on_test_epoch_end"}[name]
+            rank_zero_warn(
+                f"`{type(model).__name__}.{name}(outputs)` is a Lightning 1.x hook; fulmen still "
+                f"calls it with the step outputs, but the modern form is `{modern}()` with the "
+                "outputs you need kept as attributes.",
+                category=FutureWarning,
+            )
+
+
+__all__ += ["is_overridden"]
