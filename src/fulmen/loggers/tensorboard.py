@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 from argparse import Namespace
 from collections.abc import Mapping
 from pathlib import Path
@@ -168,11 +169,13 @@ class TensorBoardLogger(Logger):
         self,
         params: dict[str, Any] | Namespace | None,
         metrics: Mapping[str, float | Tensor] | float | None = None,
+        step: int | None = None,
     ) -> None:
         """Record `params` for `hparams.yaml` and the hparams tab, with `metrics` as its columns.
 
-        Without `metrics`, `hp_metric` is written as -1 (unless `default_hp_metric=False`); a
-        single number stands for `{"hp_metric": number}`.
+        `metrics` are also logged as scalars at `step` (default 0). Without `metrics`, `hp_metric`
+        is written as -1 (unless `default_hp_metric=False`); a single number stands for
+        `{"hp_metric": number}`.
         """
         params = convert_params(params)
         self.hparams.update(params)
@@ -185,7 +188,7 @@ class TensorBoardLogger(Logger):
             metrics = {"hp_metric": metrics}
         if not metrics:
             return
-        self.log_metrics(metrics, 0)
+        self.log_metrics(metrics, 0 if step is None else step)
 
         from torch.utils.tensorboard.summary import hparams
 
@@ -215,7 +218,13 @@ class TensorBoardLogger(Logger):
         device = next((p.device for p in model.parameters()), None)
         if device is not None:
             input_array = move_data_to_device(input_array, device)
-        self.experiment.add_graph(model, input_array)
+        with warnings.catch_warnings():
+            # `add_graph` is built on `torch.jit.trace`, which torch deprecates; nothing the user
+            # can change, so the warning would only be noise.
+            warnings.filterwarnings(
+                "ignore", message=".*torch.jit.trace.*", category=DeprecationWarning
+            )
+            self.experiment.add_graph(model, input_array)
 
     @rank_zero_only
     def save(self) -> None:

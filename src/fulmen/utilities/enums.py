@@ -21,9 +21,7 @@ class LightningEnum(str, Enum):
     """
 
     @classmethod
-    def from_str(
-        cls: type[_E], value: str, source: Literal["key", "value", "any"] = "key"
-    ) -> _E:
+    def from_str(cls: type[_E], value: str, source: Literal["key", "value", "any"] = "key") -> _E:
         """Return the member whose name (`source="key"`), value or either matches `value`."""
         if source not in ("key", "value", "any"):
             raise ValueError(f"source={source!r} is invalid: expected 'key', 'value' or 'any'.")

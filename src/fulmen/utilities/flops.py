@@ -36,5 +36,5 @@ def measure_flops(
         if loss_fn is None:
             forward_fn()
         else:
-            loss_fn(forward_fn()).backward()
+            loss_fn(forward_fn()).backward()  # type: ignore[no-untyped-call]
     return counter.get_total_flops()

@@ -8,7 +8,9 @@ from torch import Tensor, nn
 __all__ = ["grad_norm"]
 
 
-def grad_norm(module: nn.Module, norm_type: float | int | str, group_separator: str = "/") -> dict[str, Tensor]:
+def grad_norm(
+    module: nn.Module, norm_type: float | int | str, group_separator: str = "/"
+) -> dict[str, Tensor]:
     """Return the `norm_type`-norm of each parameter's gradient and of all of them together.
 
     Keys are `grad_{norm}_norm{group_separator}{parameter name}` and `grad_{norm}_norm_total`,
@@ -33,7 +35,9 @@ def grad_norm(module: nn.Module, norm_type: float | int | str, group_separator: 
             f"grad_norm(norm_type={norm_type!r}) is invalid: expected a positive number or 'inf'."
         )
     norms = {
-        f"grad_{norm}_norm{group_separator}{name}": torch.linalg.vector_norm(param.grad.detach(), ord=norm)
+        f"grad_{norm}_norm{group_separator}{name}": torch.linalg.vector_norm(
+            param.grad.detach(), ord=norm
+        )
         for name, param in module.named_parameters()
         if param.grad is not None
     }

@@ -11,10 +11,8 @@ from torch import nn
 __all__ = ["find_shared_parameters", "set_shared_parameters"]
 
 
-def find_shared_parameters(module: nn.Module) -> list[str]:
+def find_shared_parameters(module: nn.Module) -> list[list[str]]:
     """Return groups of parameter names that refer to the same tensor, in registration order.
-
-    The result is a list of lists of names (Lightning's annotation says `list[str]`).
 
     Example:
         >>> net = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
@@ -25,7 +23,7 @@ def find_shared_parameters(module: nn.Module) -> list[str]:
     groups: dict[int, list[str]] = {}
     for name, param in module.named_parameters(remove_duplicate=False):
         groups.setdefault(id(param), []).append(name)
-    return [names for names in groups.values() if len(names) > 1]  # type: ignore[misc]
+    return [names for names in groups.values() if len(names) > 1]
 
 
 def _owner_and_attribute(module: nn.Module, name: str) -> tuple[nn.Module, str]:

@@ -34,7 +34,9 @@ class AttributeDict(dict[Any, Any]):
         try:
             return self[key]
         except KeyError as missing:
-            raise AttributeError(f"'{type(self).__name__}' object has no attribute '{key}'") from missing
+            raise AttributeError(
+                f"'{type(self).__name__}' object has no attribute '{key}'"
+            ) from missing
 
     def __setattr__(self, key: str, value: Any) -> None:
         self[key] = value
@@ -43,7 +45,9 @@ class AttributeDict(dict[Any, Any]):
         try:
             del self[key]
         except KeyError as missing:
-            raise AttributeError(f"'{type(self).__name__}' object has no attribute '{key}'") from missing
+            raise AttributeError(
+                f"'{type(self).__name__}' object has no attribute '{key}'"
+            ) from missing
 
     def __repr__(self) -> str:
         if not self:

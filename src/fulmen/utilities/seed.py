@@ -166,7 +166,13 @@ def _collect_rng_states(include_cuda: bool = True) -> dict[str, Any]:
         pass
     else:
         name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
-        states["numpy"] = (str(name), [int(k) for k in keys], int(pos), int(has_gauss), float(cached))
+        states["numpy"] = (
+            str(name),
+            [int(k) for k in keys],
+            int(pos),
+            int(has_gauss),
+            float(cached),
+        )
     if include_cuda:
         states["torch.cuda"] = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
     return states

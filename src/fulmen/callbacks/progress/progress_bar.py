@@ -76,7 +76,9 @@ class ProgressBar(Callback):
     def total_val_batches_current_dataloader(self) -> int | float:
         """Batches of the validation (or sanity check) dataloader that is running."""
         trainer = self.trainer
-        batches = trainer.num_sanity_val_batches if trainer.sanity_checking else trainer.num_val_batches
+        batches = (
+            trainer.num_sanity_val_batches if trainer.sanity_checking else trainer.num_val_batches
+        )
         return batches[self._current_eval_dataloader_idx or 0]
 
     @property

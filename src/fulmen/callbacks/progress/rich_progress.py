@@ -65,24 +65,24 @@ def _build_columns(theme: RichProgressBarTheme) -> list[ProgressColumn]:
     from rich.progress import BarColumn, ProgressColumn, Task, TextColumn
     from rich.text import Text
 
-    class BatchesColumn(ProgressColumn):
+    class BatchesColumn(ProgressColumn):  # type: ignore[misc]  # Any when rich is not installed
         def render(self, task: Task) -> Text:
             total = "?" if task.total is None else f"{int(task.total)}"
             return Text(f"{int(task.completed)}/{total}", style=theme.batch_progress)
 
-    class TimeColumn(ProgressColumn):
+    class TimeColumn(ProgressColumn):  # type: ignore[misc]  # Any when rich is not installed
         def render(self, task: Task) -> Text:
             elapsed = timedelta(seconds=int(task.elapsed or 0))
             left = task.time_remaining
             remaining = "-:--:--" if left is None else str(timedelta(seconds=int(left)))
             return Text(f"{elapsed} • {remaining}", style=theme.time)
 
-    class SpeedColumn(ProgressColumn):
+    class SpeedColumn(ProgressColumn):  # type: ignore[misc]  # Any when rich is not installed
         def render(self, task: Task) -> Text:
             speed = task.speed or 0.0
             return Text(f"{speed:.2f}it/s", style=theme.processing_speed)
 
-    class MetricsColumn(ProgressColumn):
+    class MetricsColumn(ProgressColumn):  # type: ignore[misc]  # Any when rich is not installed
         def render(self, task: Task) -> Text:
             return Text(str(task.fields.get("metrics", "")), style=theme.metrics)
 
@@ -207,9 +207,13 @@ class RichProgressBar(ProgressBar):
         theme = self.theme
         parts = []
         for name, value in self.get_metrics(trainer, pl_module).items():
-            shown = format(value, theme.metrics_format) if isinstance(value, (int, float)) else value
+            shown = (
+                format(value, theme.metrics_format) if isinstance(value, (int, float)) else value
+            )
             parts.append(f"{name}: {shown}")
-        self.progress.update(self.train_progress_bar_id, metrics=theme.metrics_text_delimiter.join(parts))
+        self.progress.update(
+            self.train_progress_bar_id, metrics=theme.metrics_text_delimiter.join(parts)
+        )
 
     def _train_description(self, trainer: Trainer) -> str:
         description = f"Epoch {trainer.current_epoch}"
@@ -298,7 +302,9 @@ class RichProgressBar(ProgressBar):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        task_id = self.val_sanity_progress_bar_id if trainer.sanity_checking else self.val_progress_bar_id
+        task_id = (
+            self.val_sanity_progress_bar_id if trainer.sanity_checking else self.val_progress_bar_id
+        )
         self._update(task_id, batch_idx + 1, self.total_val_batches_current_dataloader)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -384,7 +390,9 @@ class RichProgressBar(ProgressBar):
         dataloader_idx: int = 0,
     ) -> None:
         self._update(
-            self.predict_progress_bar_id, batch_idx + 1, self.total_predict_batches_current_dataloader
+            self.predict_progress_bar_id,
+            batch_idx + 1,
+            self.total_predict_batches_current_dataloader,
         )
 
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -100,9 +100,13 @@ class TQDMProgressBar(ProgressBar):
         False
     """
 
-    BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]"
+    BAR_FORMAT = (
+        "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]"
+    )
 
-    def __init__(self, refresh_rate: int = 1, process_position: int = 0, leave: bool = False) -> None:
+    def __init__(
+        self, refresh_rate: int = 1, process_position: int = 0, leave: bool = False
+    ) -> None:
         if isinstance(refresh_rate, bool) or not isinstance(refresh_rate, int) or refresh_rate < 0:
             raise ValueError(
                 f"TQDMProgressBar(refresh_rate={refresh_rate!r}) is invalid: expected an int >= 0 "
@@ -168,7 +172,9 @@ class TQDMProgressBar(ProgressBar):
     def _require(self, attribute: str) -> tqdm[Any]:
         bar: tqdm[Any] | None = getattr(self, attribute)
         if bar is None:
-            raise TypeError(f"The `{type(self).__name__}.{attribute}` reference has not been set yet.")
+            raise TypeError(
+                f"The `{type(self).__name__}.{attribute}` reference has not been set yet."
+            )
         return bar
 
     @property
@@ -282,10 +288,15 @@ class TQDMProgressBar(ProgressBar):
         if not self.has_dataloader_changed(dataloader_idx):
             return
         description = (
-            self.sanity_check_description if trainer.sanity_checking else self.validation_description
+            self.sanity_check_description
+            if trainer.sanity_checking
+            else self.validation_description
         )
         self._start_dataloader(
-            self.val_progress_bar, description, self.total_val_batches_current_dataloader, dataloader_idx
+            self.val_progress_bar,
+            description,
+            self.total_val_batches_current_dataloader,
+            dataloader_idx,
         )
 
     def on_validation_batch_end(
@@ -303,13 +314,15 @@ class TQDMProgressBar(ProgressBar):
             _update_n(bar, n)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        train_bar = self._train_progress_bar
         if (
-            self._train_progress_bar is not None
+            train_bar is not None
+            and not train_bar.disable
             and trainer.state.fn == "fit"
             and not trainer.sanity_checking
         ):
             # Show the new validation metrics on the training bar, which stays on screen.
-            self._train_progress_bar.set_postfix(self.get_metrics(trainer, pl_module))
+            train_bar.set_postfix(self.get_metrics(trainer, pl_module))
         if trainer.sanity_checking:
             return
         self.val_progress_bar.close()
