@@ -252,8 +252,8 @@ class ModelCheckpoint(Checkpoint):
             trainer.global_step % self._every_n_train_steps == 0
         )
         time_due = False
-        now = time.monotonic()
         if self._train_time_interval is not None:
+            now = time.monotonic()
             last = self._last_time_checked
             due = last is not None and now - last >= self._train_time_interval.total_seconds()
             # Clocks differ across ranks; rank zero decides, or ranks could disagree and hang.
@@ -261,7 +261,7 @@ class ModelCheckpoint(Checkpoint):
         if not (step_due or time_due):
             return
         if time_due:
-            self._last_time_checked = now
+            self._last_time_checked = time.monotonic()
 
         metrics = self._monitor_candidates(trainer)
         if self.monitor is not None and (

@@ -49,33 +49,35 @@ class RichModelSummary(ModelSummary):
         total_flops: int,
         **summarize_kwargs: Any,
     ) -> None:
-        """Print the summary as a table, then its totals, to a `rich` console."""
+        """Print the summary as a box table, then its totals, to the `rich` console."""
         from rich import get_console
         from rich.table import Table
 
-        console = get_console()
         header_style: str = summarize_kwargs.get("header_style", "bold magenta")
         table = Table(header_style=header_style)
         for header, _ in summary_data:
-            table.add_column(header, justify="right" if header in ("Params", "FLOPs") else "left")
-        rows = zip(*(cells for _, cells in summary_data))
-        for row in rows:
+            # Numbers and shapes line up on the right, names on the left.
+            numeric = header in ("Params", "FLOPs", "In sizes", "Out sizes")
+            table.add_column(header, justify="right" if numeric else "left")
+        for row in zip(*(cells for _, cells in summary_data)):
             table.add_row(*row)
-        console.print(table)
 
-        totals = Table.grid(expand=False, padding=(0, 1))
-        totals.add_column(style="bold")
-        totals.add_column()
-        totals.add_row(get_human_readable_count(trainable_parameters), "Trainable params")
-        totals.add_row(
-            get_human_readable_count(total_parameters - trainable_parameters),
-            "Non-trainable params",
-        )
-        totals.add_row(get_human_readable_count(total_parameters), "Total params")
-        totals.add_row(
-            get_formatted_model_size(model_size), "Total estimated model params size (MB)"
-        )
-        totals.add_row(str(total_training_modes["train"]), "Modules in train mode")
-        totals.add_row(str(total_training_modes["eval"]), "Modules in eval mode")
-        totals.add_row(get_human_readable_count(total_flops), "Total Flops")
-        console.print(totals)
+        totals = [
+            ("Trainable params", get_human_readable_count(trainable_parameters)),
+            (
+                "Non-trainable params",
+                get_human_readable_count(total_parameters - trainable_parameters),
+            ),
+            ("Total params", get_human_readable_count(total_parameters)),
+            ("Total estimated model params size (MB)", get_formatted_model_size(model_size)),
+            ("Modules in train mode", str(total_training_modes["train"])),
+            ("Modules in eval mode", str(total_training_modes["eval"])),
+            ("Total FLOPs", get_human_readable_count(total_flops)),
+        ]
+        grid = Table.grid(expand=True)
+        grid.add_column()
+        for label, value in totals:
+            grid.add_row(f"[bold]{label}[/]: {value.strip()}")
+        console = get_console()
+        console.print(table)
+        console.print(grid)

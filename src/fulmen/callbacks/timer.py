@@ -5,8 +5,8 @@
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from fulmen.callbacks.callback import Callback
@@ -113,11 +113,11 @@ class Timer(Callback):
         self._offset: dict[str, float] = dict.fromkeys(_STAGES, 0.0)
 
     def start_time(self, stage: str = "train") -> float | None:
-        """The `time.monotonic()` value at which `stage` last started, or None."""
+        """The `monotonic()` value at which `stage` last started, or None."""
         return self._start_time[_check_stage(stage)]
 
     def end_time(self, stage: str = "train") -> float | None:
-        """The `time.monotonic()` value at which `stage` last ended, or None while it runs."""
+        """The `monotonic()` value at which `stage` last ended, or None while it runs."""
         return self._end_time[_check_stage(stage)]
 
     def time_elapsed(self, stage: str = "train") -> float:
@@ -127,7 +127,7 @@ class Timer(Callback):
         offset = self._offset[stage]
         if start is None:
             return offset
-        return (time.monotonic() if end is None else end) - start + offset
+        return (monotonic() if end is None else end) - start + offset
 
     def time_remaining(self, stage: str = "train") -> float | None:
         """Seconds left of the budget in `stage`, or None when there is no budget."""
@@ -136,11 +136,11 @@ class Timer(Callback):
         return self._duration - self.time_elapsed(stage)
 
     def _start(self, stage: str) -> None:
-        self._start_time[stage] = time.monotonic()
+        self._start_time[stage] = monotonic()
         self._end_time[stage] = None
 
     def _end(self, stage: str) -> None:
-        self._end_time[stage] = time.monotonic()
+        self._end_time[stage] = monotonic()
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._start("train")

@@ -6,7 +6,6 @@ import inspect
 from pathlib import Path
 from typing import IO, Any
 
-import fsspec
 import torch
 
 from fulmen.utilities.exceptions import MisconfigurationException
@@ -20,6 +19,8 @@ def load_checkpoint_file(
     path: str | Path | IO[bytes], map_location: Any = None, weights_only: bool | None = None
 ) -> dict[str, Any]:
     """Read a checkpoint dict with `torch.load`, safely (`weights_only=True`) unless told otherwise."""
+    import fsspec
+
     safe = True if weights_only is None else weights_only
     try:
         if isinstance(path, (str, Path)):
@@ -116,6 +117,8 @@ def _instantiate(cls: type, hparams: dict[str, Any]) -> Any:
 
 def load_hparams_from_yaml(config_yaml: str | Path, use_omegaconf: bool = True) -> dict[str, Any]:
     """Read hyperparameters from a YAML file; a missing file gives an empty dict with a warning."""
+    import fsspec
+
     import yaml
 
     fs, path = fsspec.core.url_to_fs(str(config_yaml))
@@ -128,6 +131,8 @@ def load_hparams_from_yaml(config_yaml: str | Path, use_omegaconf: bool = True) 
 
 def save_hparams_to_yaml(config_yaml: str | Path, hparams: dict[str, Any] | AttributeDict) -> None:
     """Write hyperparameters to YAML, skipping (with a warning) values YAML cannot represent."""
+    import fsspec
+
     import yaml
 
     fs, path = fsspec.core.url_to_fs(str(config_yaml))

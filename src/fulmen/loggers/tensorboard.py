@@ -151,13 +151,13 @@ class TensorBoardLogger(Logger):
         """Add each metric as a scalar at `step`; a dict value becomes a group of scalars."""
         experiment = self.experiment
         for name, value in add_prefix(metrics, self._prefix, self.LOGGER_JOIN_CHAR).items():
-            if isinstance(value, Tensor):
-                value = value.item()
             if isinstance(value, Mapping):
                 experiment.add_scalars(name, value, step)
                 continue
             try:
-                experiment.add_scalar(name, value, step)
+                experiment.add_scalar(
+                    name, value.item() if isinstance(value, Tensor) else value, step
+                )
             except Exception as error:
                 raise ValueError(
                     f"TensorBoardLogger cannot log metric {name!r} = {value!r}: expected a number, "

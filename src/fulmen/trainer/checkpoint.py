@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-import fsspec
 
 from fulmen.trainer.call import call_callbacks, call_module
 from fulmen.trainer.state import TrainerFn
@@ -42,7 +41,7 @@ def dump_checkpoint(trainer: Trainer, weights_only: bool = False) -> dict[str, A
                 **state.state_dict(),
                 # Where training resumes: the next epoch after an epoch-end save, else the next batch.
                 "epoch_completed": epoch_done,
-                "batches_done_in_epoch": 0 if epoch_done else _batches_done(trainer),
+                "batches_done_in_epoch": 0 if epoch_done else state.batches_done_in_epoch,
                 "total_batches_seen": state.total_batches_seen,
             }
         },
@@ -71,14 +70,6 @@ def dump_checkpoint(trainer: Trainer, weights_only: bool = False) -> dict[str, A
     return checkpoint
 
 
-def _batches_done(trainer: Trainer) -> int:
-    stage = trainer.state.stage
-    if stage is None:
-        return 0
-    # Saved from on_train_batch_end or from validation inside the epoch: this batch is done.
-    return trainer.state.batch_idx + 1
-
-
 def resolve_and_load(
     trainer: Trainer, fn: TrainerFn, ckpt_path: Any, weights_only: bool | None
 ) -> dict[str, Any] | None:
@@ -98,6 +89,13 @@ def _resolve_path(trainer: Trainer, fn: TrainerFn, ckpt_path: Any) -> str | None
     if ckpt_path is None:
         ckpt_path = trainer._user_ckpt_path
         trainer._user_ckpt_path = None
+    if ckpt_path is None and fn == TrainerFn.FITTING and _has_on_exception_checkpoint(trainer):
+        # A crash-resume setup: with an OnExceptionCheckpoint, a relaunch picks up where it died.
+        rank_zero_warn(
+            "`fit(ckpt_path=None)` with an OnExceptionCheckpoint resumes from ckpt_path='last'. "
+            "Pass ckpt_path explicitly to choose."
+        )
+        ckpt_path = "last"
     if ckpt_path is None:
         return None
     if not isinstance(ckpt_path, (str, os.PathLike)):
@@ -123,33 +121,45 @@ def _resolve_path(trainer: Trainer, fn: TrainerFn, ckpt_path: Any) -> str | None
             )
         return str(best)
     if ckpt_path == "last":
-        candidates: list[str] = []
-        for callback in trainer.checkpoint_callbacks:
-            last = getattr(callback, "last_model_path", "")
-            if last:
-                candidates.append(last)
-            directory = getattr(callback, "dirpath", None)
-            if directory:
-                fs, base = fsspec.core.url_to_fs(str(directory))
-                if fs.isdir(base):
-                    for entry in fs.ls(base, detail=False):
-                        name = os.path.basename(entry)
-                        if name.startswith("last") and name.endswith(".ckpt"):
-                            candidates.append(entry if "://" not in str(directory) else f"{fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]}://{entry}")
-        existing = [c for c in candidates if fsspec.core.url_to_fs(c)[0].exists(fsspec.core.url_to_fs(c)[1])]
-        if not existing:
-            rank_zero_warn(
-                "ckpt_path='last' found no 'last' checkpoint; training starts from scratch.",
-                category=UserWarning,
-            )
-            return None
-        return max(existing, key=lambda c: fsspec.core.url_to_fs(c)[0].modified(fsspec.core.url_to_fs(c)[1]).timestamp())
+        return _newest_last_checkpoint(trainer)
     if ckpt_path == "hpc":
         raise MisconfigurationException(
             "ckpt_path='hpc' (SLURM requeue checkpoints) is not supported yet in fulmen; it "
             "comes with the multi-device issue. Pass a path or 'last'."
         )
     return ckpt_path
+
+
+def _has_on_exception_checkpoint(trainer: Trainer) -> bool:
+    from fulmen.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
+
+    return any(isinstance(cb, OnExceptionCheckpoint) for cb in trainer.callbacks)
+
+
+def _newest_last_checkpoint(trainer: Trainer) -> str | None:
+    """The most recently written `last*.ckpt` of any ModelCheckpoint, or an on-exception file."""
+    import fsspec
+
+    from fulmen.callbacks.model_checkpoint import ModelCheckpoint
+    from fulmen.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
+
+    candidates: set[str] = set()
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ModelCheckpoint):
+            candidates |= callback._find_last_checkpoints(trainer)
+        elif isinstance(callback, OnExceptionCheckpoint):
+            candidates.add(callback.ckpt_path)
+    existing: list[tuple[float, str]] = []
+    for path in candidates:
+        fs, local = fsspec.core.url_to_fs(path)
+        if fs.exists(local):
+            existing.append((fs.modified(local).timestamp(), path))
+    if not existing:
+        rank_zero_warn(
+            "ckpt_path='last' found no checkpoint to resume from; training starts from scratch."
+        )
+        return None
+    return max(existing)[1]
 
 
 def restore_model(trainer: Trainer, checkpoint: dict[str, Any]) -> None:

@@ -56,6 +56,7 @@ def run_sanity_check(trainer: Trainer) -> None:
     loaders = data.load_eval("val")
     counts = data.eval_counts("val", loaders)
     steps = trainer.num_sanity_val_steps
+    trainer.num_val_batches = counts  # type: ignore[assignment]
     trainer.num_sanity_val_batches = [c if steps == -1 else min(c, steps) for c in counts]  # type: ignore[misc]
     # The sanity check must not change what training sees: random state is put back after it.
     with isolate_rng():

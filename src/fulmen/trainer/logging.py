@@ -319,7 +319,7 @@ class Results:
         if not trainer.loggers:
             return
         payload: dict[str, float] = {k: float(v) for k, v in metrics.items()}
-        payload.setdefault("epoch", float(trainer.current_epoch))
+        payload.setdefault("epoch", trainer.current_epoch)
         if "step" in payload:  # a logged "step" replaces the x-axis, as in Lightning
             step = int(payload.pop("step"))
         for logger in trainer.loggers:

@@ -18,7 +18,7 @@ from fulmen.trainer.call import call_callbacks, call_hook, call_module, is_overr
 from fulmen.trainer.data import iterate
 from fulmen.trainer.state import RunningStage
 from fulmen.utilities.exceptions import MisconfigurationException
-from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from fulmen.utilities.rank_zero import rank_zero_debug, rank_zero_info, rank_zero_warn
 
 if TYPE_CHECKING:
     from fulmen.trainer.trainer import Trainer
@@ -39,6 +39,8 @@ def run_fit(trainer: Trainer) -> None:
     state.extra.pop("restarting", None)
     if data.should_reload_train():
         data.load_train()
+    if data.has_val() and data.val_loaders is None:
+        trainer.num_val_batches = data.eval_counts("val", data.load_eval("val"))  # type: ignore[assignment]
     trainer._fit_started = True
     trainer._fit_start_time = time.monotonic()
     call_hook(trainer, "on_train_start")
@@ -48,6 +50,7 @@ def run_fit(trainer: Trainer) -> None:
         state.stage = RunningStage.TRAINING
         trainer._results = trainer._train_results
         if state.resume_batch_idx == 0:
+            state.batches_done_in_epoch = 0
             trainer._results.reset()
             call_hook(trainer, "on_train_epoch_start")
         outputs = run_training_epoch(trainer)
@@ -104,15 +107,15 @@ def _can_stop_early(trainer: Trainer) -> bool:
 def _fit_done(trainer: Trainer) -> bool:
     state = trainer.state
     if trainer.max_steps != -1 and state.global_step >= trainer.max_steps:
-        rank_zero_info(f"`Trainer.fit` stopped: `max_steps={trainer.max_steps!r}` reached.")
+        rank_zero_debug(f"`Trainer.fit` stopped: `max_steps={trainer.max_steps!r}` reached.")
         return True
     max_epochs = _max_epochs(trainer)
     if max_epochs != -1 and state.epoch >= max_epochs:
-        rank_zero_info(f"`Trainer.fit` stopped: `max_epochs={max_epochs!r}` reached.")
+        rank_zero_debug(f"`Trainer.fit` stopped: `max_epochs={max_epochs!r}` reached.")
         return True
     if state.should_stop:
         if _can_stop_early(trainer):
-            rank_zero_info("`Trainer.fit` stopped: `trainer.should_stop` was set.")
+            rank_zero_debug("`Trainer.fit` stopped: `trainer.should_stop` was set.")
             return True
         rank_zero_info(
             f"Trainer was asked to stop, but `min_epochs={trainer.min_epochs}` or "
@@ -149,6 +152,7 @@ def run_training_epoch(trainer: Trainer) -> list[Any] | None:
         else:
             output = _run_manual_batch(trainer, batch, batch_idx)
             stepping = True
+        state.batches_done_in_epoch = batch_idx + 1
         if stepping:
             _step_schedulers(trainer, "step", plateau=False)
             if is_last:

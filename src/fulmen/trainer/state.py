@@ -75,6 +75,7 @@ class TrainerState:
     epoch: int = 0  # trainer.current_epoch; becomes n after n finished epochs
     global_step: int = 0  # optimizer steps taken, never reset
     batch_idx: int = 0  # index of the current training batch within its epoch
+    batches_done_in_epoch: int = 0  # training batches of this epoch whose optimization finished
     batches_that_stepped: int = 0  # the logger's x-axis: training batches whose step completed
     total_batches_seen: int = 0  # training batches run in this fit, across epochs
     should_stop: bool = False  # set by EarlyStopping and friends; checked after each batch

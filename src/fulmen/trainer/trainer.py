@@ -441,14 +441,14 @@ class Trainer:
                     ckpt.restore_training_state(self, checkpoint)
                 self._log_hyperparams(model, datamodule)
                 with self.profiler.profile("run_fit"), torch.autograd.set_detect_anomaly(self.detect_anomaly):
-                    self.profiler.setup(stage="fit", local_rank=self.local_rank, log_dir=self.log_dir)
+                    self.profiler.setup(stage="fit", local_rank=self._profiler_rank, log_dir=self.log_dir)
                     loop.run_fit(self)
                 result = None
             elif fn == TrainerFn.PREDICTING:
-                self.profiler.setup(stage="predict", local_rank=self.local_rank, log_dir=self.log_dir)
+                self.profiler.setup(stage="predict", local_rank=self._profiler_rank, log_dir=self.log_dir)
                 result = eval_loop.run_predict(self)
             else:
-                self.profiler.setup(stage=str(fn), local_rank=self.local_rank, log_dir=self.log_dir)
+                self.profiler.setup(stage=str(fn), local_rank=self._profiler_rank, log_dir=self.log_dir)
                 result = eval_loop.run_evaluation_entry(self, fn)
             self._teardown(checks_stage)
             self.state.status = TrainerStatus.FINISHED
@@ -663,6 +663,11 @@ class Trainer:
             return self.default_root_dir
         directory = logger.log_dir or logger.save_dir
         return directory if directory is not None else self.default_root_dir
+
+    @property
+    def _profiler_rank(self) -> int | None:
+        # Reports get a rank suffix only when several processes write them.
+        return self.local_rank if self.world_size > 1 else None
 
     @property
     def precision_plugin(self) -> Precision:

@@ -15,7 +15,8 @@ def make_trainer(**overrides: Any) -> Any:
     return SimpleNamespace(**{"accumulate_grad_batches": 1, "current_epoch": 0, **overrides})
 
 
-AUTOMATIC = SimpleNamespace(automatic_optimization=True)
+AUTOMATIC: Any = SimpleNamespace(automatic_optimization=True)
+MANUAL: Any = SimpleNamespace(automatic_optimization=False)
 
 
 def test_factor_of_each_epoch_is_the_last_scheduled_at_or_before_it() -> None:
@@ -81,6 +82,4 @@ def test_trainer_accumulation_and_scheduler_together_are_rejected() -> None:
 
 def test_manual_optimization_is_rejected() -> None:
     with pytest.raises(RuntimeError, match="needs automatic optimization"):
-        GradientAccumulationScheduler({0: 2}).on_train_start(
-            make_trainer(), SimpleNamespace(automatic_optimization=False)
-        )
+        GradientAccumulationScheduler({0: 2}).on_train_start(make_trainer(), MANUAL)

@@ -12,6 +12,8 @@ from fulmen.callbacks.lr_monitor import LearningRateMonitor
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.types import LRSchedulerConfig
 
+MODULE: Any = None  # the hooks under test do not touch the LightningModule
+
 
 class RecordingLogger:
     def __init__(self) -> None:
@@ -35,17 +37,17 @@ def make_trainer(optimizers: list[Any], configs: list[Any] | None = None, **over
     return trainer
 
 
-def params() -> list[torch.nn.Parameter]:
+def params() -> list[Any]:
     return list(torch.nn.Linear(2, 1).parameters())
 
 
 def run(monitor: LearningRateMonitor, trainer: Any, epochs: int = 2, batches: int = 3) -> None:
     """Fit loop stand-in: log hooks, then step the schedulers as the trainer would."""
-    monitor.on_train_start(trainer, None)
+    monitor.on_train_start(trainer, MODULE)
     for _ in range(epochs):
-        monitor.on_train_epoch_start(trainer, None)
+        monitor.on_train_epoch_start(trainer, MODULE)
         for batch_idx in range(batches):
-            monitor.on_train_batch_start(trainer, None, None, batch_idx)
+            monitor.on_train_batch_start(trainer, MODULE, None, batch_idx)
             trainer.global_step += 1
             for optimizer in trainer.optimizers:
                 optimizer.step()  # torch warns when a scheduler steps before its optimizer
@@ -58,7 +60,8 @@ def run(monitor: LearningRateMonitor, trainer: Any, epochs: int = 2, batches: in
 
 
 def logged(trainer: Any) -> list[tuple[int | None, dict[str, Any]]]:
-    return trainer.loggers[0].calls
+    calls: list[tuple[int | None, dict[str, Any]]] = trainer.loggers[0].calls
+    return calls
 
 
 def test_optimizer_without_scheduler_is_logged_each_step_and_epoch() -> None:
@@ -107,8 +110,9 @@ def test_scheduler_name_replaces_the_default_key() -> None:
 
 def test_param_groups_momentum_and_weight_decay_get_their_own_keys() -> None:
     weight, bias = params()
+    groups: list[dict[str, Any]] = [{"params": [weight]}, {"params": [bias], "lr": 0.5}]
     optimizer = torch.optim.SGD(
-        [{"params": [weight]}, {"params": [bias], "lr": 0.5}],
+        groups,
         lr=0.1,
         momentum=0.9,
         weight_decay=0.01,
@@ -159,7 +163,8 @@ def test_repeated_optimizer_classes_are_numbered_scheduled_ones_first() -> None:
 def test_repeated_multi_group_optimizers_number_the_optimizer_part() -> None:
     def make() -> torch.optim.Optimizer:
         weight, bias = params()
-        return torch.optim.SGD([{"params": [weight]}, {"params": [bias], "lr": 0.5}], lr=0.1)
+        groups: list[dict[str, Any]] = [{"params": [weight]}, {"params": [bias], "lr": 0.5}]
+        return torch.optim.SGD(groups, lr=0.1)
 
     trainer = make_trainer([make(), make()])
     run(LearningRateMonitor(logging_interval="epoch"), trainer, epochs=1)
@@ -187,7 +192,7 @@ def test_every_logger_receives_the_values() -> None:
 def test_monitor_without_logger_fails_at_train_start() -> None:
     trainer = make_trainer([torch.optim.Adam(params())], loggers=[])
     with pytest.raises(MisconfigurationException, match="that has no logger"):
-        LearningRateMonitor().on_train_start(trainer, None)
+        LearningRateMonitor().on_train_start(trainer, MODULE)
 
 
 def test_log_momentum_warns_for_optimizers_without_momentum() -> None:
@@ -204,7 +209,7 @@ def test_duplicate_param_group_names_are_rejected() -> None:
         [{"params": [weight], "name": "a"}, {"params": [bias], "name": "a"}], lr=0.1
     )
     with pytest.raises(MisconfigurationException, match=r"share the keys \['lr-SGD/a'\]"):
-        LearningRateMonitor().on_train_start(make_trainer([optimizer]), None)
+        LearningRateMonitor().on_train_start(make_trainer([optimizer]), MODULE)
 
 
 def test_unknown_logging_interval_is_rejected() -> None:

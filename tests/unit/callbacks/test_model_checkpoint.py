@@ -148,7 +148,9 @@ def names(paths: dict[str, Any]) -> dict[str, float]:
     return {os.path.basename(path): float(score) for path, score in paths.items()}
 
 
-def fit(tmp_path: Path, trainer_kwargs: dict[str, Any] | None = None, **kwargs: Any):
+def fit(
+    tmp_path: Path, trainer_kwargs: dict[str, Any] | None = None, **kwargs: Any
+) -> tuple[ModelCheckpoint, FakeTrainer]:
     checkpoint = ModelCheckpoint(dirpath=tmp_path / "ck", **kwargs)
     trainer = FakeTrainer(tmp_path, **(trainer_kwargs or {})).fit(checkpoint)
     return checkpoint, trainer

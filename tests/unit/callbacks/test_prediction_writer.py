@@ -11,6 +11,9 @@ import torch
 from fulmen.callbacks.prediction_writer import BasePredictionWriter, WriteInterval
 from fulmen.utilities.exceptions import MisconfigurationException
 
+MODULE: Any = None  # the hooks under test do not touch the LightningModule
+TRAINER: Any = SimpleNamespace()
+
 
 class RecordingWriter(BasePredictionWriter):
     def __init__(self, write_interval: str) -> None:
@@ -36,13 +39,13 @@ class BatchOnlyWriter(BasePredictionWriter):
 
 
 def run_predict(writer: BasePredictionWriter, trainer: Any) -> None:
-    writer.setup(trainer, None, "predict")  # type: ignore[arg-type]
+    writer.setup(trainer, MODULE, "predict")
     for dataloader_idx, loader in enumerate(trainer.predict_predictions):
         for batch_idx, prediction in enumerate(loader):
             writer.on_predict_batch_end(
-                trainer, None, prediction, "batch", batch_idx, dataloader_idx
-            )  # type: ignore[arg-type]
-    writer.on_predict_epoch_end(trainer, None)  # type: ignore[arg-type]
+                trainer, MODULE, prediction, "batch", batch_idx, dataloader_idx
+            )
+    writer.on_predict_epoch_end(trainer, MODULE)
 
 
 def two_loader_trainer() -> Any:
@@ -91,18 +94,18 @@ def test_without_recorded_indices_writers_get_empty_lists() -> None:
 def test_missing_override_fails_at_setup(interval: str) -> None:
     writer = BatchOnlyWriter(interval)
     with pytest.raises(MisconfigurationException, match=r"must override write_on_epoch_end\(\)"):
-        writer.setup(SimpleNamespace(), None, "predict")  # type: ignore[arg-type]
+        writer.setup(TRAINER, MODULE, "predict")
 
 
 def test_base_writer_names_both_missing_methods() -> None:
     with pytest.raises(
         MisconfigurationException, match="write_on_batch_end\\(\\) and write_on_epoch_end"
     ):
-        BasePredictionWriter("batch_and_epoch").setup(SimpleNamespace(), None, "predict")  # type: ignore[arg-type]
+        BasePredictionWriter("batch_and_epoch").setup(TRAINER, MODULE, "predict")
 
 
 def test_setup_for_other_stages_does_not_check() -> None:
-    BasePredictionWriter("batch").setup(SimpleNamespace(), None, "fit")  # type: ignore[arg-type]
+    BasePredictionWriter("batch").setup(TRAINER, MODULE, "fit")
 
 
 def test_unknown_write_interval_is_rejected() -> None:

@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 
-from fulmen.callbacks import timer as timer_module
 from fulmen.callbacks.timer import Timer, parse_duration
 from fulmen.utilities.exceptions import MisconfigurationException
+
+MODULE: Any = None  # the hooks under test do not touch the LightningModule
+TRAINER: Any = None  # nor, for the stage hooks, the trainer
 
 
 class Clock:
@@ -25,7 +27,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     clock = Clock()
-    monkeypatch.setattr(timer_module.time, "monotonic", clock)
+    monkeypatch.setattr("fulmen.callbacks.timer.monotonic", clock)
     return clock
 
 
@@ -50,7 +52,7 @@ def make_trainer() -> Any:
         (timedelta(minutes=5), timedelta(minutes=5)),
         ({"minutes": 2, "seconds": 3}, timedelta(seconds=123)),
         ({"hours": 1.5}, timedelta(minutes=90)),
-        (None, None),
+        (TRAINER, MODULE),
     ],
 )
 def test_parse_duration_accepts_strings_timedeltas_and_dicts(value: Any, expected: Any) -> None:
@@ -85,15 +87,15 @@ def test_timer_names_itself_in_errors() -> None:
 def test_time_elapsed_and_remaining_follow_the_stage_hooks(clock: Clock) -> None:
     timer = Timer(duration={"seconds": 100})
     assert timer.time_elapsed() == 0 and timer.start_time() is None
-    timer.on_train_start(None, None)  # type: ignore[arg-type]
+    timer.on_train_start(TRAINER, MODULE)
     clock.now += 30
     assert timer.time_elapsed("train") == 30
     assert timer.time_remaining("train") == 70
-    timer.on_validation_start(None, None)  # type: ignore[arg-type]
+    timer.on_validation_start(TRAINER, MODULE)
     clock.now += 5
-    timer.on_validation_end(None, None)  # type: ignore[arg-type]
+    timer.on_validation_end(TRAINER, MODULE)
     clock.now += 5
-    timer.on_train_end(None, None)  # type: ignore[arg-type]
+    timer.on_train_end(TRAINER, MODULE)
     clock.now += 50
     assert timer.time_elapsed("train") == 40
     assert timer.time_elapsed("validate") == 5
@@ -115,17 +117,18 @@ def test_timer_accepts_stage_enums_and_rejects_unknown_stages() -> None:
 
 
 def test_step_interval_stops_after_the_batch_that_spends_the_budget(
-    clock: Clock, caplog: Any
+    clock: Clock, caplog: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(logging.getLogger("fulmen"), "propagate", True)  # let caplog see it
     timer = Timer(duration="00:00:01:00")
     trainer = make_trainer()
-    timer.on_train_start(trainer, None)
+    timer.on_train_start(trainer, MODULE)
     clock.now += 59
-    timer.on_train_batch_end(trainer, None, None, None, 0)
+    timer.on_train_batch_end(trainer, MODULE, None, None, 0)
     assert not trainer.should_stop
     clock.now += 1
     with caplog.at_level(logging.INFO, logger="fulmen"):
-        timer.on_train_batch_end(trainer, None, None, None, 1)
+        timer.on_train_batch_end(trainer, MODULE, None, None, 1)
     assert trainer.should_stop
     assert trainer.broadcasts == [False, True]
     assert "Time limit of 0:01:00 reached" in caplog.text
@@ -134,28 +137,28 @@ def test_step_interval_stops_after_the_batch_that_spends_the_budget(
 def test_epoch_interval_checks_only_at_epoch_end(clock: Clock) -> None:
     timer = Timer(duration=timedelta(seconds=10), interval="epoch", verbose=False)
     trainer = make_trainer()
-    timer.on_train_start(trainer, None)
+    timer.on_train_start(trainer, MODULE)
     clock.now += 20
-    timer.on_train_batch_end(trainer, None, None, None, 0)
+    timer.on_train_batch_end(trainer, MODULE, None, None, 0)
     assert not trainer.should_stop
-    timer.on_train_epoch_end(trainer, None)
+    timer.on_train_epoch_end(trainer, MODULE)
     assert trainer.should_stop
 
 
 def test_timer_without_duration_never_stops_or_broadcasts(clock: Clock) -> None:
     timer = Timer()
     trainer = make_trainer()
-    timer.on_fit_start(trainer, None)
-    timer.on_train_start(trainer, None)
+    timer.on_fit_start(trainer, MODULE)
+    timer.on_train_start(trainer, MODULE)
     clock.now += 1e6
-    timer.on_train_batch_end(trainer, None, None, None, 0)
-    timer.on_train_epoch_end(trainer, None)
+    timer.on_train_batch_end(trainer, MODULE, None, None, 0)
+    timer.on_train_epoch_end(trainer, MODULE)
     assert not trainer.should_stop and trainer.broadcasts == []
 
 
 def test_resumed_timer_continues_the_budget(clock: Clock) -> None:
     first = Timer(duration={"seconds": 100})
-    first.on_train_start(None, None)  # type: ignore[arg-type]
+    first.on_train_start(TRAINER, MODULE)
     clock.now += 60
     state = first.state_dict()
     assert state == {
@@ -171,13 +174,13 @@ def test_resumed_timer_continues_the_budget(clock: Clock) -> None:
     resumed.load_state_dict(state)
     assert resumed.time_elapsed() == 60
     trainer = make_trainer()
-    resumed.on_fit_start(trainer, None)
-    resumed.on_train_start(trainer, None)
+    resumed.on_fit_start(trainer, MODULE)
+    resumed.on_train_start(trainer, MODULE)
     clock.now += 39
-    resumed.on_train_batch_end(trainer, None, None, None, 0)
+    resumed.on_train_batch_end(trainer, MODULE, None, None, 0)
     assert not trainer.should_stop and resumed.time_remaining() == 1
     clock.now += 1
-    resumed.on_train_batch_end(trainer, None, None, None, 1)
+    resumed.on_train_batch_end(trainer, MODULE, None, None, 1)
     assert trainer.should_stop
 
 
@@ -185,16 +188,16 @@ def test_resuming_with_a_spent_budget_stops_at_fit_start(clock: Clock) -> None:
     timer = Timer(duration={"seconds": 10}, verbose=False)
     timer.load_state_dict({"time_elapsed": {"train": 12.0}})
     trainer = make_trainer()
-    timer.on_fit_start(trainer, None)
+    timer.on_fit_start(trainer, MODULE)
     assert trainer.should_stop
 
 
 def test_a_second_fit_measures_from_its_own_start(clock: Clock) -> None:
     timer = Timer()
-    timer.on_train_start(None, None)  # type: ignore[arg-type]
+    timer.on_train_start(TRAINER, MODULE)
     clock.now += 10
-    timer.on_train_end(None, None)  # type: ignore[arg-type]
+    timer.on_train_end(TRAINER, MODULE)
     clock.now += 100
-    timer.on_train_start(None, None)  # type: ignore[arg-type]
+    timer.on_train_start(TRAINER, MODULE)
     clock.now += 3
     assert timer.time_elapsed() == 3

@@ -38,7 +38,9 @@ def test_csv_logger_uses_a_string_version_verbatim_and_an_int_as_version_n(tmp_p
     assert CSVLogger(tmp_path, version="baseline").log_dir.endswith(
         os.path.join("lightning_logs", "baseline")
     )
-    assert CSVLogger(tmp_path, version=3).log_dir.endswith(os.path.join("lightning_logs", "version_3"))
+    assert CSVLogger(tmp_path, version=3).log_dir.endswith(
+        os.path.join("lightning_logs", "version_3")
+    )
 
 
 def test_csv_logger_without_a_name_writes_versions_directly_in_save_dir(tmp_path: Path) -> None:
@@ -178,7 +180,11 @@ def test_csv_logger_writes_the_same_files_as_lightning(tmp_path: Path) -> None:
         logger.finalize("success")
         log_dir = Path(logger.log_dir)
         relative = os.path.relpath(log_dir, save_dir)
-        return relative, (log_dir / "metrics.csv").read_text(), (log_dir / "hparams.yaml").read_text()
+        return (
+            relative,
+            (log_dir / "metrics.csv").read_text(),
+            (log_dir / "hparams.yaml").read_text(),
+        )
 
     ours = run(CSVLogger, tmp_path / "fulmen")
     theirs = run(lightning_loggers.CSVLogger, tmp_path / "lightning")

@@ -46,7 +46,11 @@ def test_convert_params_accepts_none_dicts_and_namespaces() -> None:
 
 
 def test_flatten_dict_joins_nested_keys() -> None:
-    params = {"optim": {"name": "adam", "betas": {"b1": 0.9}}, "data": Namespace(batch=4), "seed": 1}
+    params = {
+        "optim": {"name": "adam", "betas": {"b1": 0.9}},
+        "data": Namespace(batch=4),
+        "seed": 1,
+    }
     assert flatten_dict(params) == {
         "optim/name": "adam",
         "optim/betas/b1": 0.9,

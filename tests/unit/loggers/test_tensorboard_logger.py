@@ -5,6 +5,7 @@ import pickle
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -16,7 +17,7 @@ from fulmen.loggers.logger import DummyExperiment
 from fulmen.utilities.rank_zero import rank_zero_only
 
 
-def _events(log_dir: str):
+def _events(log_dir: str) -> Any:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     accumulator = EventAccumulator(log_dir)
@@ -65,7 +66,10 @@ def test_tensorboard_logger_writes_scalars_readable_by_tensorboard(tmp_path: Pat
     logger.finalize("success")
     files = os.listdir(logger.log_dir)
     assert any(name.startswith("events.out.tfevents.") for name in files)
-    assert _scalars(logger.log_dir) == {"loss": [(0, 0.5), (10, 0.25)], "epoch": [(0, 0.0), (10, 1.0)]}
+    assert _scalars(logger.log_dir) == {
+        "loss": [(0, 0.5), (10, 0.25)],
+        "epoch": [(0, 0.0), (10, 1.0)],
+    }
 
 
 def test_tensorboard_logger_writes_a_dict_metric_as_a_scalar_group(tmp_path: Path) -> None:
@@ -86,6 +90,8 @@ def test_tensorboard_logger_rejects_a_metric_it_cannot_plot(tmp_path: Path) -> N
     logger = TensorBoardLogger(tmp_path)
     with pytest.raises(ValueError, match="cannot log metric 'name' = 'abc'"):
         logger.log_metrics({"name": "abc"}, step=0)  # type: ignore[dict-item]
+    with pytest.raises(ValueError, match="cannot log metric 'vector'"):
+        logger.log_metrics({"vector": torch.ones(3)}, step=0)
     logger.finalize("failed")
 
 
@@ -119,7 +125,10 @@ def test_tensorboard_logger_logs_given_hparam_metrics_instead_of_the_placeholder
     logger.log_hyperparams({"wd": 0.0}, 0.5)
     logger.finalize("success")
     assert _scalars(logger.log_dir) == {"val_acc": [(5, 0.75)], "hp_metric": [(0, 0.5)]}
-    assert yaml.safe_load(Path(logger.log_dir, "hparams.yaml").read_text()) == {"lr": 0.1, "wd": 0.0}
+    assert yaml.safe_load(Path(logger.log_dir, "hparams.yaml").read_text()) == {
+        "lr": 0.1,
+        "wd": 0.0,
+    }
 
 
 def test_tensorboard_logger_without_default_hp_metric_writes_only_the_yaml(tmp_path: Path) -> None:
@@ -154,7 +163,7 @@ class _Net(torch.nn.Module):
         self.layer = torch.nn.Linear(4, 2)
         self.example_input_array = example
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> Any:
         return self.layer(x)
 
 
@@ -226,5 +235,7 @@ def test_importing_loggers_and_profilers_does_not_import_tensorboard_or_yaml() -
         "print(sorted(m for m in ('tensorboard', 'torch.utils.tensorboard', 'yaml') "
         "if m in sys.modules))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "[]"

@@ -24,7 +24,7 @@ def test_unsupported_logger_raises_naming_itself_and_the_alternatives(logger_cla
 
 def test_unsupported_logger_still_rejects_unknown_arguments() -> None:
     with pytest.raises(TypeError):
-        CometLogger("positional-api-key")  # type: ignore[misc]
+        CometLogger("positional-api-key")  # type: ignore[abstract, misc]
 
 
 @pytest.mark.compat

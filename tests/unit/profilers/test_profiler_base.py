@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -9,7 +11,7 @@ from fulmen.profilers import PassThroughProfiler, Profiler
 
 
 class _RecordingProfiler(Profiler):
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.events: list[str] = []
         self.report = "REPORT"
@@ -22,6 +24,18 @@ class _RecordingProfiler(Profiler):
 
     def summary(self) -> str:
         return self.report
+
+
+@pytest.fixture
+def fulmen_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    # fulmen's logger does not propagate to the root logger, where caplog listens by default.
+    logger = logging.getLogger("fulmen")
+    level = logger.level
+    logger.addHandler(caplog.handler)
+    logger.setLevel(logging.INFO)
+    yield caplog
+    logger.removeHandler(caplog.handler)
+    logger.setLevel(level)
 
 
 def test_profile_starts_and_stops_around_the_block_and_yields_the_name() -> None:
@@ -72,22 +86,20 @@ def test_describe_names_the_report_after_the_local_rank_when_given(tmp_path: Pat
 
 
 def test_describe_logs_the_report_without_a_filename(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, fulmen_log: pytest.LogCaptureFixture
 ) -> None:
     profiler = _RecordingProfiler(dirpath=tmp_path)
-    with caplog.at_level(logging.INFO, logger="fulmen"):
-        profiler.describe()
-    assert [record.getMessage() for record in caplog.records] == ["REPORT"]
+    profiler.describe()
+    assert [record.getMessage() for record in fulmen_log.records] == ["REPORT"]
     assert list(tmp_path.iterdir()) == []
 
 
 def test_describe_logs_the_report_when_there_is_no_folder(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    fulmen_log: pytest.LogCaptureFixture,
 ) -> None:
     profiler = _RecordingProfiler(filename="perf")
-    with caplog.at_level(logging.INFO, logger="fulmen"):
-        profiler.describe()
-    assert [record.getMessage() for record in caplog.records] == ["REPORT"]
+    profiler.describe()
+    assert [record.getMessage() for record in fulmen_log.records] == ["REPORT"]
 
 
 def test_describe_writes_nothing_for_an_empty_report(tmp_path: Path) -> None:

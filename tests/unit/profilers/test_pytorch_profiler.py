@@ -98,9 +98,9 @@ def test_pytorch_profiler_sorts_and_groups_by_input_shape() -> None:
 
 
 def test_pytorch_profiler_advances_a_schedule_after_each_step_action() -> None:
-    schedule = torch.profiler.schedule(wait=1, warmup=0, active=1, repeat=1)
+    schedule = torch.profiler.schedule(wait=1, warmup=1, active=1, repeat=1)
     profiler = PyTorchProfiler(schedule=schedule, row_limit=-1)
-    for index in range(3):
+    for index in range(4):
         with profiler.profile("[LightningModule]Model.training_step"):
             torch.full((2,), float(index)) * 2
     summary = profiler.summary()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,7 +30,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> _FakeClock:
     return fake
 
 
-def _run(profiler, clock: _FakeClock) -> None:
+def _run(profiler: Any, clock: _FakeClock) -> None:
     with profiler.profile("run_training_epoch"):
         for _ in range(3):
             with profiler.profile("[LightningModule]BoringModel.optimizer_step"):
@@ -69,9 +70,10 @@ def test_simple_profiler_extended_report_is_lightnings_table(clock: _FakeClock) 
     width = len("[LightningModule]BoringModel.optimizer_step")
 
     def row(*cells: str) -> str:
-        return "".join(
-            f"|  {cell.ljust(width if i == 0 else 15)}\t" for i, cell in enumerate(cells)
-        ) + "|"
+        return (
+            "".join(f"|  {cell.ljust(width if i == 0 else 15)}\t" for i, cell in enumerate(cells))
+            + "|"
+        )
 
     header = row("Action", "Mean duration (s)", "Num calls", "Total time (s)", "Percentage %")
     ruler = "-" * (len(header.expandtabs()) + 1)
@@ -98,7 +100,10 @@ def test_simple_profiler_short_report_sorts_by_mean_duration(clock: _FakeClock) 
     _run(profiler, clock)
     lines = profiler.summary().splitlines()
     assert lines[:2] == ["Profiler Report", ""]
-    assert lines[3] == "|  Action                                     \t|  Mean duration (s)\t|  Total time (s) \t|"
+    assert (
+        lines[3]
+        == "|  Action                                     \t|  Mean duration (s)\t|  Total time (s) \t|"
+    )
     assert [line.split("\t")[0].strip("| ") for line in lines[5:8]] == [
         "run_training_epoch",
         "[LightningModule]BoringModel.optimizer_step",
@@ -112,7 +117,9 @@ def test_simple_profiler_report_is_only_the_title_before_anything_ran() -> None:
 
 def test_simple_profiler_stop_without_start_names_the_action() -> None:
     profiler = SimpleProfiler()
-    with pytest.raises(ValueError, match=r"stop\('validation_step'\): this action was never started"):
+    with pytest.raises(
+        ValueError, match=r"stop\('validation_step'\): this action was never started"
+    ):
         profiler.stop("validation_step")
 
 

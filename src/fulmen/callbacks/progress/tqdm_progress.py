@@ -244,9 +244,10 @@ class TQDMProgressBar(ProgressBar):
             self.train_progress_bar = self.init_train_tqdm()
             self._train_bar_left = False
         bar = self.train_progress_bar
+        # `reset` redraws; naming the epoch first makes that one draw show the right name.
+        bar.set_description(f"Epoch {trainer.current_epoch}", refresh=False)
         bar.reset(_total(self.total_train_batches))
         bar.initial = 0
-        bar.set_description(f"Epoch {trainer.current_epoch}")
 
     def on_train_batch_end(
         self,
@@ -256,9 +257,10 @@ class TQDMProgressBar(ProgressBar):
         batch: Any,
         batch_idx: int,
     ) -> None:
+        # Runs after every batch: when not redrawing, it must cost next to nothing.
         n = batch_idx + 1
-        bar = self.train_progress_bar
-        if self._should_update(n, bar.total):
+        bar = self._train_progress_bar
+        if bar is not None and self._should_update(n, bar.total):
             bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=False)
             _update_n(bar, n)
 
@@ -309,8 +311,8 @@ class TQDMProgressBar(ProgressBar):
         dataloader_idx: int = 0,
     ) -> None:
         n = batch_idx + 1
-        bar = self.val_progress_bar
-        if self._should_update(n, bar.total):
+        bar = self._val_progress_bar
+        if bar is not None and self._should_update(n, bar.total):
             _update_n(bar, n)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -357,8 +359,8 @@ class TQDMProgressBar(ProgressBar):
         dataloader_idx: int = 0,
     ) -> None:
         n = batch_idx + 1
-        bar = self.test_progress_bar
-        if self._should_update(n, bar.total):
+        bar = self._test_progress_bar
+        if bar is not None and self._should_update(n, bar.total):
             _update_n(bar, n)
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -394,8 +396,8 @@ class TQDMProgressBar(ProgressBar):
         dataloader_idx: int = 0,
     ) -> None:
         n = batch_idx + 1
-        bar = self.predict_progress_bar
-        if self._should_update(n, bar.total):
+        bar = self._predict_progress_bar
+        if bar is not None and self._should_update(n, bar.total):
             _update_n(bar, n)
 
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -418,12 +420,13 @@ class TQDMProgressBar(ProgressBar):
     def _start_dataloader(
         self, bar: tqdm[Any], description: str, total: int | float, dataloader_idx: int
     ) -> None:
+        bar.set_description(f"{description} DataLoader {dataloader_idx}", refresh=False)
         bar.reset(_total(total))
         bar.initial = 0
-        bar.set_description(f"{description} DataLoader {dataloader_idx}")
 
     def _should_update(self, current: int, total: float | None) -> bool:
-        return self.is_enabled and (current % self._refresh_rate == 0 or current == total)
+        rate = self._refresh_rate
+        return self._enabled and rate > 0 and (current % rate == 0 or current == total)
 
     @staticmethod
     def _resolve_refresh_rate(refresh_rate: int) -> int:

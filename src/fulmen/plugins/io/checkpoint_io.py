@@ -8,7 +8,6 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
-import fsspec
 import torch
 
 from fulmen.core.saving import load_checkpoint_file
@@ -51,6 +50,8 @@ class TorchCheckpointIO(CheckpointIO):
                 "TorchCheckpointIO.save_checkpoint(storage_options=...) is not used by this "
                 f"plugin; got {storage_options!r}. Write a custom CheckpointIO to use it."
             )
+        import fsspec
+
         fs, fs_path = fsspec.core.url_to_fs(str(path))
         fs.makedirs(fs._parent(fs_path), exist_ok=True)
         if fs.protocol in ("file", ("file", "local")) or "file" in fs.protocol:
@@ -65,6 +66,8 @@ class TorchCheckpointIO(CheckpointIO):
         return load_checkpoint_file(path, map_location=map_location, weights_only=weights_only)
 
     def remove_checkpoint(self, path: str | Path) -> None:
+        import fsspec
+
         fs, fs_path = fsspec.core.url_to_fs(str(path))
         if fs.exists(fs_path):
             fs.rm(fs_path, recursive=True)
