@@ -15,7 +15,9 @@ Base = make_counting_model(fulmen)
 
 
 def fit(model: Any, **kwargs: Any) -> fulmen.Trainer:
-    trainer = fulmen.Trainer(**{**QUIET, "max_epochs": 2, "limit_train_batches": 4, "limit_val_batches": 2, **kwargs})
+    trainer = fulmen.Trainer(
+        **{**QUIET, "max_epochs": 2, "limit_train_batches": 4, "limit_val_batches": 2, **kwargs}
+    )
     trainer.fit(model)
     return trainer
 
@@ -39,10 +41,23 @@ def sgd(model: Any) -> torch.optim.Optimizer:
         ("list", lambda m: [sgd(m)], 0),
         ("tuple", lambda m: (sgd(m),), 0),
         ("two lists", lambda m: ([o := sgd(m)], [torch.optim.lr_scheduler.StepLR(o, 1)]), 1),
-        ("dict", lambda m: {"optimizer": (o := sgd(m)), "lr_scheduler": torch.optim.lr_scheduler.StepLR(o, 1)}, 1),
+        (
+            "dict",
+            lambda m: {
+                "optimizer": (o := sgd(m)),
+                "lr_scheduler": torch.optim.lr_scheduler.StepLR(o, 1),
+            },
+            1,
+        ),
         (
             "dict with scheduler dict",
-            lambda m: {"optimizer": (o := sgd(m)), "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.StepLR(o, 1), "interval": "step"}},
+            lambda m: {
+                "optimizer": (o := sgd(m)),
+                "lr_scheduler": {
+                    "scheduler": torch.optim.lr_scheduler.StepLR(o, 1),
+                    "interval": "step",
+                },
+            },
             1,
         ),
     ],
@@ -63,7 +78,14 @@ def test_epoch_scheduler_steps_once_per_epoch_and_step_scheduler_every_step() ->
 
     def step_factory(m: Any) -> Any:
         o = torch.optim.SGD(m.parameters(), lr=1.0)
-        return {"optimizer": o, "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.StepLR(o, 1, gamma=0.5), "interval": "step", "frequency": 2}}
+        return {
+            "optimizer": o,
+            "lr_scheduler": {
+                "scheduler": torch.optim.lr_scheduler.StepLR(o, 1, gamma=0.5),
+                "interval": "step",
+                "frequency": 2,
+            },
+        }
 
     trainer = fit(with_optimizers(step_factory))
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.5**4)
@@ -92,7 +114,13 @@ def test_plateau_scheduler_without_monitor_is_a_clear_error() -> None:
 def test_plateau_monitor_missing_names_available_metrics() -> None:
     def factory(m: Any) -> Any:
         o = torch.optim.SGD(m.parameters(), lr=1.0)
-        return {"optimizer": o, "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.ReduceLROnPlateau(o), "monitor": "nope"}}
+        return {
+            "optimizer": o,
+            "lr_scheduler": {
+                "scheduler": torch.optim.lr_scheduler.ReduceLROnPlateau(o),
+                "monitor": "nope",
+            },
+        }
 
     with pytest.raises(MisconfigurationException, match="'nope'.*val_loss"):
         fit(with_optimizers(factory))

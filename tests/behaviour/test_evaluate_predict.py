@@ -34,7 +34,9 @@ def test_several_eval_dataloaders_get_suffixed_keys() -> None:
             seen.append(dataloader_idx)
             self.log("val_loss", float(dataloader_idx))
 
-    results = fulmen.Trainer(**QUIET).validate(Multi(), dataloaders=[loader(8), loader(12)], verbose=False)
+    results = fulmen.Trainer(**QUIET).validate(
+        Multi(), dataloaders=[loader(8), loader(12)], verbose=False
+    )
     assert results == [{"val_loss/dataloader_idx_0": 0.0}, {"val_loss/dataloader_idx_1": 1.0}]
     assert seen == [0, 0, 1, 1, 1]
 
@@ -67,7 +69,13 @@ def test_predict_without_return_keeps_memory_flat() -> None:
 
 def test_evaluate_after_fit_reuses_the_model_and_best_checkpoint(tmp_path: Path) -> None:
     model = Base()
-    trainer = fulmen.Trainer(default_root_dir=tmp_path, max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = fulmen.Trainer(
+        default_root_dir=tmp_path,
+        max_epochs=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(model)
     results = trainer.test(ckpt_path="best", verbose=False)
     assert set(results[0]) == {"test_loss"}
@@ -105,17 +113,28 @@ def test_datamodule_hooks_and_loaders_are_used() -> None:
     trainer = fulmen.Trainer(max_epochs=1, **QUIET)
     trainer.fit(model, datamodule=dm)
     trainer.test(model, datamodule=dm, verbose=False)
-    assert dm.calls == ["prepare_data", "setup:fit", "teardown:fit", "prepare_data", "setup:test", "teardown:test"]
+    assert dm.calls == [
+        "prepare_data",
+        "setup:fit",
+        "teardown:fit",
+        "prepare_data",
+        "setup:test",
+        "teardown:test",
+    ]
     assert model.counts["train"] == 2 and trainer.datamodule is dm
 
 
 def test_datamodule_from_datasets() -> None:
-    dm = fulmen.LightningDataModule.from_datasets(regression_data(12), regression_data(8), batch_size=4)
+    dm = fulmen.LightningDataModule.from_datasets(
+        regression_data(12), regression_data(8), batch_size=4
+    )
     model = Base()
     fulmen.Trainer(max_epochs=1, **QUIET).fit(model, datamodule=dm)
     assert model.counts["train"] == 3 and model.counts["val"] == 2
 
 
 def test_both_dataloaders_and_datamodule_is_an_error() -> None:
-    with pytest.raises(fulmen.utilities.exceptions.MisconfigurationException, match="one or the other"):
+    with pytest.raises(
+        fulmen.utilities.exceptions.MisconfigurationException, match="one or the other"
+    ):
         fulmen.Trainer(**QUIET).fit(Base(), train_dataloaders=loader(), datamodule=DataModule())

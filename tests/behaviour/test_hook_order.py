@@ -32,7 +32,9 @@ def record(pl: Any, scenario: str, tmp_path: Path) -> list[str]:
         kwargs = trainer_kwargs(tmp_path, enable_checkpointing=True)
         pl.Trainer(callbacks=callbacks, **kwargs).fit(model_cls())
     elif scenario == "validate":
-        pl.Trainer(callbacks=callbacks, **trainer_kwargs(tmp_path)).validate(model_cls(), verbose=False)
+        pl.Trainer(callbacks=callbacks, **trainer_kwargs(tmp_path)).validate(
+            model_cls(), verbose=False
+        )
     elif scenario == "test":
         pl.Trainer(callbacks=callbacks, **trainer_kwargs(tmp_path)).test(model_cls(), verbose=False)
     elif scenario == "predict":
@@ -72,8 +74,16 @@ def test_fit_calls_step_hooks_in_lightning_order(tmp_path: Path) -> None:
     calls = record(fulmen, "fit", tmp_path)
     start = calls.index("Callback.on_train_batch_start")
     assert calls[start:][:12] == [
-        "Callback.on_train_batch_start", "on_train_batch_start", "optimizer_step", "training_step",
-        "Callback.on_before_zero_grad", "on_before_zero_grad", "optimizer_zero_grad",
-        "Callback.on_before_backward", "on_before_backward", "backward",
-        "Callback.on_after_backward", "on_after_backward",
+        "Callback.on_train_batch_start",
+        "on_train_batch_start",
+        "optimizer_step",
+        "training_step",
+        "Callback.on_before_zero_grad",
+        "on_before_zero_grad",
+        "optimizer_zero_grad",
+        "Callback.on_before_backward",
+        "on_before_backward",
+        "backward",
+        "Callback.on_after_backward",
+        "on_after_backward",
     ]

@@ -73,8 +73,18 @@ def test_load_from_checkpoint_restores_weights_and_hparams(tmp_path: Path) -> No
     overridden = WithHparams.load_from_checkpoint(path, hidden=9)
     assert overridden.hparams.hidden == 9
     checkpoint = torch.load(path, weights_only=True)
-    assert {"epoch", "global_step", "pytorch-lightning_version", "state_dict", "loops", "callbacks",
-            "optimizer_states", "lr_schedulers", "hparams_name", "hyper_parameters"} <= set(checkpoint)
+    assert {
+        "epoch",
+        "global_step",
+        "pytorch-lightning_version",
+        "state_dict",
+        "loops",
+        "callbacks",
+        "optimizer_states",
+        "lr_schedulers",
+        "hparams_name",
+        "hyper_parameters",
+    } <= set(checkpoint)
 
 
 def test_load_from_checkpoint_of_another_class_names_the_file(tmp_path: Path) -> None:
@@ -89,11 +99,24 @@ def test_properties_read_the_trainer() -> None:
 
     class Probe(Base):  # type: ignore[misc,valid-type]
         def on_train_epoch_end(self) -> None:
-            seen.update(epoch=self.current_epoch, step=self.global_step, rank=self.global_rank,
-                        device=self.device, dtype=self.dtype, logger=self.logger)
+            seen.update(
+                epoch=self.current_epoch,
+                step=self.global_step,
+                rank=self.global_rank,
+                device=self.device,
+                dtype=self.dtype,
+                logger=self.logger,
+            )
 
     fulmen.Trainer(max_epochs=1, limit_train_batches=3, limit_val_batches=0, **QUIET).fit(Probe())
-    assert seen == {"epoch": 0, "step": 3, "rank": 0, "device": torch.device("cpu"), "dtype": torch.float32, "logger": None}
+    assert seen == {
+        "epoch": 0,
+        "step": 3,
+        "rank": 0,
+        "device": torch.device("cpu"),
+        "dtype": torch.float32,
+        "logger": None,
+    }
 
 
 def test_trainer_property_raises_when_not_attached() -> None:
@@ -144,11 +167,19 @@ def test_legacy_epoch_end_hooks_get_outputs_and_warn_once() -> None:
             received["val"] = [float(o) for o in outputs]
 
     with pytest.warns(FutureWarning) as record:
-        fulmen.Trainer(max_epochs=1, limit_train_batches=3, limit_val_batches=2, num_sanity_val_steps=0, **QUIET).fit(Legacy())
+        fulmen.Trainer(
+            max_epochs=1,
+            limit_train_batches=3,
+            limit_val_batches=2,
+            num_sanity_val_steps=0,
+            **QUIET,
+        ).fit(Legacy())
     messages = [str(w.message) for w in record]
     assert sum("training_epoch_end" in m for m in messages) == 1
     assert sum("validation_epoch_end" in m for m in messages) == 1
-    assert len(received["train"]) == 3 and all(not o["loss"].requires_grad for o in received["train"])
+    assert len(received["train"]) == 3 and all(
+        not o["loss"].requires_grad for o in received["train"]
+    )
     assert received["val"] == [0.0, 1.0]
 
 
@@ -158,7 +189,9 @@ def test_legacy_step_end_hooks_warn_that_they_are_not_called() -> None:
             raise AssertionError("never called")
 
     with pytest.warns(FutureWarning, match="never called"):
-        fulmen.Trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=0, **QUIET).fit(Legacy())
+        fulmen.Trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=0, **QUIET).fit(
+            Legacy()
+        )
 
 
 def test_log_feeds_callback_metrics_with_lightning_names() -> None:

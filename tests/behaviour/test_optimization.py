@@ -12,7 +12,9 @@ import fulmen
 from tests.helpers.models import QUIET, loader, make_counting_model
 
 
-def handwritten(accumulate: int, clip_val: float | None, clip_algorithm: str, epochs: int) -> dict[str, torch.Tensor]:
+def handwritten(
+    accumulate: int, clip_val: float | None, clip_algorithm: str, epochs: int
+) -> dict[str, torch.Tensor]:
     torch.manual_seed(0)
     model = torch.nn.Linear(8, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
@@ -37,12 +39,19 @@ def handwritten(accumulate: int, clip_val: float | None, clip_algorithm: str, ep
     ("accumulate", "clip_val", "clip_algorithm"),
     [(1, None, "norm"), (3, None, "norm"), (1, 0.05, "norm"), (2, 0.01, "value"), (3, 0.1, "norm")],
 )
-def test_weights_equal_a_handwritten_loop(accumulate: int, clip_val: float | None, clip_algorithm: str, tmp_path: Path) -> None:
+def test_weights_equal_a_handwritten_loop(
+    accumulate: int, clip_val: float | None, clip_algorithm: str, tmp_path: Path
+) -> None:
     torch.manual_seed(0)
     model = make_counting_model(fulmen)()
     trainer = fulmen.Trainer(
-        default_root_dir=str(tmp_path), max_epochs=2, limit_val_batches=0, accumulate_grad_batches=accumulate,
-        gradient_clip_val=clip_val, gradient_clip_algorithm=clip_algorithm, **QUIET,
+        default_root_dir=str(tmp_path),
+        max_epochs=2,
+        limit_val_batches=0,
+        accumulate_grad_batches=accumulate,
+        gradient_clip_val=clip_val,
+        gradient_clip_algorithm=clip_algorithm,
+        **QUIET,
     )
     trainer.fit(model)
     expected = handwritten(accumulate, clip_val, clip_algorithm, epochs=2)
@@ -84,7 +93,9 @@ def test_training_step_dict_output_reaches_on_train_batch_end() -> None:
         def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
             seen.append(outputs)
 
-    fulmen.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=0, **QUIET).fit(DictModel())
+    fulmen.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=0, **QUIET).fit(
+        DictModel()
+    )
     assert [sorted(o) for o in seen] == [["extra", "loss"], ["extra", "loss"]]
 
 
@@ -93,7 +104,9 @@ def test_non_tensor_loss_is_a_clear_error() -> None:
         def training_step(self, batch: Any, batch_idx: int) -> Any:
             return 1.5
 
-    with pytest.raises(fulmen.utilities.exceptions.MisconfigurationException, match="training_step` returned float"):
+    with pytest.raises(
+        fulmen.utilities.exceptions.MisconfigurationException, match="training_step` returned float"
+    ):
         fulmen.Trainer(max_epochs=1, limit_train_batches=1, **QUIET).fit(Bad())
 
 
@@ -108,7 +121,9 @@ def test_eval_loops_run_in_eval_mode_without_grad() -> None:
             seen.append((self.training, torch.is_grad_enabled()))
             return super().training_step(batch, batch_idx)
 
-    fulmen.Trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=1, num_sanity_val_steps=0, **QUIET).fit(Probe())
+    fulmen.Trainer(
+        max_epochs=1, limit_train_batches=1, limit_val_batches=1, num_sanity_val_steps=0, **QUIET
+    ).fit(Probe())
     assert seen == [(True, True), (False, False)]
 
 

@@ -43,8 +43,12 @@ BAD_VALUES: list[tuple[str, Any, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("name", "value", "shown"), BAD_VALUES, ids=[f"{n}={v!r}" for n, v, _ in BAD_VALUES])
-def test_bad_values_raise_at_construction_naming_argument_and_value(name: str, value: Any, shown: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "value", "shown"), BAD_VALUES, ids=[f"{n}={v!r}" for n, v, _ in BAD_VALUES]
+)
+def test_bad_values_raise_at_construction_naming_argument_and_value(
+    name: str, value: Any, shown: str
+) -> None:
     with pytest.raises((ValueError, TypeError, MisconfigurationException)) as info:
         fulmen.Trainer(**{name: value})
     assert shown in str(info.value)
@@ -59,7 +63,9 @@ def test_signature_matches_lightning_names_and_defaults() -> None:
         assert ours[name].default == param.default, name
 
 
-@pytest.mark.parametrize("name", ["gpus", "resume_from_checkpoint", "auto_lr_find", "track_grad_norm"])
+@pytest.mark.parametrize(
+    "name", ["gpus", "resume_from_checkpoint", "auto_lr_find", "track_grad_norm"]
+)
 def test_removed_arguments_raise_type_error_with_migration_hint(name: str) -> None:
     with pytest.raises(TypeError, match=f"{name}.*Use "):
         fulmen.Trainer(**{name: 1})

@@ -82,4 +82,6 @@ def make_counting_model(pl: ModuleType) -> type:
     return CountingModel
 
 
-QUIET = dict(logger=False, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+QUIET = dict(
+    logger=False, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False
+)

@@ -17,11 +17,13 @@ class CPUAccelerator(Accelerator):
 
     def setup_device(self, device: torch.device) -> None:
         if device.type != "cpu":
-            raise MisconfigurationException(f"CPUAccelerator got device {device!r}, expected 'cpu'.")
+            raise MisconfigurationException(
+                f"CPUAccelerator got device {device!r}, expected 'cpu'."
+            )
 
     def get_device_stats(self, device: torch.device | str | int) -> dict[str, Any]:
         try:
-            import psutil
+            import psutil  # type: ignore[import-untyped]
         except ImportError:
             return {}
         return {

@@ -17,7 +17,9 @@ class CUDAAccelerator(Accelerator):
 
     def setup_device(self, device: torch.device) -> None:
         if device.type != "cuda":
-            raise MisconfigurationException(f"CUDAAccelerator got device {device!r}, expected cuda.")
+            raise MisconfigurationException(
+                f"CUDAAccelerator got device {device!r}, expected cuda."
+            )
         torch.cuda.set_device(device)
 
     def get_device_stats(self, device: torch.device | str | int) -> dict[str, Any]:

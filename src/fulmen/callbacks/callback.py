@@ -201,7 +201,9 @@ class Callback:
     ) -> None:
         """Called when a checkpoint is loaded, after the module's hook."""
 
-    def on_before_backward(self, trainer: Trainer, pl_module: LightningModule, loss: Tensor) -> None:
+    def on_before_backward(
+        self, trainer: Trainer, pl_module: LightningModule, loss: Tensor
+    ) -> None:
         """Called before `loss.backward()`."""
 
     def on_after_backward(self, trainer: Trainer, pl_module: LightningModule) -> None:

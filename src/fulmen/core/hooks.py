@@ -60,7 +60,9 @@ class ModelHooks:
     def on_train_batch_end(self, outputs: STEP_OUTPUT, batch: Any, batch_idx: int) -> None:
         """Called after the optimizer step of a batch; `outputs` is the step output as a dict."""
 
-    def on_validation_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_validation_batch_start(
+        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         """Called before `validation_step`."""
 
     def on_validation_batch_end(
@@ -187,7 +189,9 @@ class DataHooks:
             "`predict_dataloader` must be implemented to be used with `Trainer.predict`."
         )
 
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+    def transfer_batch_to_device(
+        self, batch: Any, device: torch.device, dataloader_idx: int
+    ) -> Any:
         """Move a batch to `device`; tensors inside lists, tuples, dicts and dataclasses move."""
         return move_data_to_device(batch, device)
 

@@ -50,7 +50,18 @@ class LightningModule(ModelHooks, DataHooks, CheckpointHooks, nn.Module):
         "lr": 0.5
     """
 
-    # Attributes that are not hyperparameters nor state; listed so `__setattr__` stays nn.Module's.
+    # Plain attributes, set with object.__setattr__ in __init__ (declared for the type checker).
+    _trainer: Trainer | None
+    _automatic_optimization: bool
+    _example_input_array: Any
+    _hparams: AttributeDict
+    _hparams_initial: AttributeDict
+    _log_hyperparams: bool
+    _strict_loading: bool | None
+    _fallback_device: torch.device
+    _fallback_dtype: torch.dtype
+    _param_requires_grad_state: dict[int, bool]
+
     CHECKPOINT_HYPER_PARAMS_KEY = "hyper_parameters"
     CHECKPOINT_HYPER_PARAMS_NAME = "hparams_name"
     CHECKPOINT_HYPER_PARAMS_TYPE = "hparams_type"
@@ -114,7 +125,7 @@ class LightningModule(ModelHooks, DataHooks, CheckpointHooks, nn.Module):
 
     def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
         """Compute gradients of `loss`."""
-        loss.backward(*args, **kwargs)
+        loss.backward(*args, **kwargs)  # type: ignore[no-untyped-call]
 
     def optimizer_step(
         self,
@@ -169,7 +180,8 @@ class LightningModule(ModelHooks, DataHooks, CheckpointHooks, nn.Module):
             )
         params = [p for group in optimizer.param_groups for p in group["params"]]
         if self._trainer is not None:
-            self._trainer.precision_plugin.unscale_gradients(optimizer)
+            raw = optimizer.optimizer if isinstance(optimizer, LightningOptimizer) else optimizer
+            self._trainer.precision_plugin.unscale_gradients(raw)
         if algorithm == "value":
             torch.nn.utils.clip_grad_value_(params, clip_value=gradient_clip_val)
         else:
@@ -318,12 +330,18 @@ class LightningModule(ModelHooks, DataHooks, CheckpointHooks, nn.Module):
 
     def print(self, *args: Any, **kwargs: Any) -> None:
         """Print on global rank zero only."""
-        if self._trainer is None or self._trainer.is_global_zero:
+        trainer = self._trainer
+        if trainer is None:
             print(*args, **kwargs)
+        elif trainer.is_global_zero:
+            bar = trainer.progress_bar_callback
+            # Through the bar, so the text does not land on the bar's line.
+            if bar is not None and bar.is_enabled:
+                bar.print(*args, **kwargs)
+            else:
+                print(*args, **kwargs)
 
-    def all_gather(
-        self, data: Any, group: Any | None = None, sync_grads: bool = False
-    ) -> Any:
+    def all_gather(self, data: Any, group: Any | None = None, sync_grads: bool = False) -> Any:
         """Gather tensors from every process; each gains a leading world-size dimension."""
         if self._trainer is None:
             return data
@@ -409,8 +427,8 @@ class LightningModule(ModelHooks, DataHooks, CheckpointHooks, nn.Module):
         """The device of the module's first parameter or buffer."""
         for tensor in self.parameters():
             return tensor.device
-        for tensor in self.buffers():
-            return tensor.device
+        for buffer in self.buffers():
+            return buffer.device
         return self._fallback_device  # type: ignore[no-any-return]
 
     @property
@@ -490,7 +508,7 @@ class LightningModule(ModelHooks, DataHooks, CheckpointHooks, nn.Module):
                         "`self.example_input_array`."
                     )
                 inputs = inputs if isinstance(inputs, tuple) else (inputs,)
-                scripted = torch.jit.trace(func=self, example_inputs=inputs, **kwargs)
+                scripted = torch.jit.trace(func=self, example_inputs=inputs, **kwargs)  # type: ignore[no-untyped-call]
             else:
                 raise ValueError(
                     f"to_torchscript(method={method!r}) is invalid: expected 'script' or 'trace'."
@@ -506,7 +524,10 @@ class LightningModule(ModelHooks, DataHooks, CheckpointHooks, nn.Module):
 
     @torch.no_grad()
     def to_onnx(
-        self, file_path: str | Path | IO[bytes] | None = None, input_sample: Any | None = None, **kwargs: Any
+        self,
+        file_path: str | Path | IO[bytes] | None = None,
+        input_sample: Any | None = None,
+        **kwargs: Any,
     ) -> Any:
         """Export the model to ONNX with `torch.onnx.export` (needs the `onnx` package)."""
         sample = self.example_input_array if input_sample is None else input_sample
@@ -519,7 +540,7 @@ class LightningModule(ModelHooks, DataHooks, CheckpointHooks, nn.Module):
         try:
             sample = sample if isinstance(sample, tuple) else (sample,)
             kwargs.setdefault("dynamo", False)
-            return torch.onnx.export(self, sample, file_path, **kwargs)
+            return torch.onnx.export(self, sample, file_path, **kwargs)  # type: ignore[arg-type]
         finally:
             self.train(mode)
 
@@ -564,7 +585,11 @@ def _save_hyperparameters(
     ignored = {ignore} if isinstance(ignore, str) else set(ignore or ())
     if len(args) == 1 and not isinstance(args[0], str):
         value = args[0]
-        params = dict(vars(value)) if hasattr(value, "__dict__") and not isinstance(value, Mapping) else dict(value)
+        params = (
+            dict(vars(value))
+            if hasattr(value, "__dict__") and not isinstance(value, Mapping)
+            else dict(value)
+        )
     else:
         init_args = get_init_args(frame)
         if args:

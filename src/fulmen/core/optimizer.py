@@ -17,7 +17,15 @@ if TYPE_CHECKING:
 
 __all__ = ["LightningOptimizer"]
 
-_SCHEDULER_KEYS = {"scheduler", "name", "interval", "frequency", "monitor", "strict", "reduce_on_plateau"}
+_SCHEDULER_KEYS = {
+    "scheduler",
+    "name",
+    "interval",
+    "frequency",
+    "monitor",
+    "strict",
+    "reduce_on_plateau",
+}
 _OPTIMIZER_DICT_KEYS = {"optimizer", "lr_scheduler", "monitor"}
 
 
@@ -109,11 +117,7 @@ def _scheduler_config(
             "With manual optimization the scheduler's 'monitor' is not used: step the scheduler "
             "yourself in `training_step` or `on_*_epoch_end`."
         )
-    if (
-        automatic
-        and interval == "epoch"
-        and isinstance(sched, torch.optim.lr_scheduler.OneCycleLR)
-    ):
+    if automatic and interval == "epoch" and isinstance(sched, torch.optim.lr_scheduler.OneCycleLR):
         rank_zero_warn(
             "OneCycleLR is stepped once per epoch with the default 'interval': 'epoch'. It is "
             'usually meant per step: return {"scheduler": sched, "interval": "step"}.'
@@ -207,4 +211,8 @@ def _read_optimizer_dict(entry: Mapping[str, Any]) -> tuple[list[Any], list[Any]
             f"ignored; allowed keys are {sorted(_OPTIMIZER_DICT_KEYS)}."
         )
     scheduler = entry.get("lr_scheduler")
-    return [entry["optimizer"]], ([scheduler] if scheduler is not None else []), entry.get("monitor")
+    return (
+        [entry["optimizer"]],
+        ([scheduler] if scheduler is not None else []),
+        entry.get("monitor"),
+    )

@@ -108,9 +108,9 @@ def _first_device(state_dict: dict[str, Any]) -> torch.device | None:
 
 
 def _instantiate(cls: type, hparams: dict[str, Any]) -> Any:
-    signature = inspect.signature(cls.__init__)
+    signature = inspect.signature(cls)
     accepts_kwargs = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
-    names = {n for n in signature.parameters if n != "self"}
+    names = set(signature.parameters)
     usable = hparams if accepts_kwargs else {k: v for k, v in hparams.items() if k in names}
     return cls(**usable)
 
@@ -118,7 +118,6 @@ def _instantiate(cls: type, hparams: dict[str, Any]) -> Any:
 def load_hparams_from_yaml(config_yaml: str | Path, use_omegaconf: bool = True) -> dict[str, Any]:
     """Read hyperparameters from a YAML file; a missing file gives an empty dict with a warning."""
     import fsspec
-
     import yaml
 
     fs, path = fsspec.core.url_to_fs(str(config_yaml))
@@ -132,7 +131,6 @@ def load_hparams_from_yaml(config_yaml: str | Path, use_omegaconf: bool = True) 
 def save_hparams_to_yaml(config_yaml: str | Path, hparams: dict[str, Any] | AttributeDict) -> None:
     """Write hyperparameters to YAML, skipping (with a warning) values YAML cannot represent."""
     import fsspec
-
     import yaml
 
     fs, path = fsspec.core.url_to_fs(str(config_yaml))
@@ -143,7 +141,9 @@ def save_hparams_to_yaml(config_yaml: str | Path, hparams: dict[str, Any] | Attr
         try:
             yaml.safe_dump({key: value})
         except yaml.YAMLError:
-            rank_zero_warn(f"Skipping hyperparameter {key!r}: {type(value).__name__} is not YAML-able.")
+            rank_zero_warn(
+                f"Skipping hyperparameter {key!r}: {type(value).__name__} is not YAML-able."
+            )
             continue
         safe[key] = value
     with fs.open(path, "w", newline="") as stream:

@@ -24,7 +24,8 @@ class TorchSyncBatchNorm(LayerSync):
     """Swap `BatchNorm*d` layers for `torch.nn.SyncBatchNorm`."""
 
     def apply(self, model: nn.Module) -> nn.Module:
-        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        converted: nn.Module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # type: ignore[no-untyped-call]
+        return converted
 
     def revert(self, model: nn.Module) -> nn.Module:
         return model

@@ -45,11 +45,24 @@ class ModelParallelStrategy(_PlannedStrategy):
 # can say "not supported yet" rather than "unknown".
 StrategyRegistry: dict[str, type[Strategy]] = {"single_device": SingleDeviceStrategy}
 PLANNED_STRATEGIES = {
-    "ddp", "ddp_spawn", "ddp_fork", "ddp_notebook", "ddp_find_unused_parameters_true",
-    "ddp_find_unused_parameters_false", "ddp_spawn_find_unused_parameters_true",
-    "ddp_spawn_find_unused_parameters_false", "fsdp", "fsdp_cpu_offload", "deepspeed",
-    "deepspeed_stage_1", "deepspeed_stage_2", "deepspeed_stage_2_offload", "deepspeed_stage_3",
-    "deepspeed_stage_3_offload", "deepspeed_stage_3_offload_nvme", "model_parallel",
+    "ddp",
+    "ddp_spawn",
+    "ddp_fork",
+    "ddp_notebook",
+    "ddp_find_unused_parameters_true",
+    "ddp_find_unused_parameters_false",
+    "ddp_spawn_find_unused_parameters_true",
+    "ddp_spawn_find_unused_parameters_false",
+    "fsdp",
+    "fsdp_cpu_offload",
+    "deepspeed",
+    "deepspeed_stage_1",
+    "deepspeed_stage_2",
+    "deepspeed_stage_2_offload",
+    "deepspeed_stage_3",
+    "deepspeed_stage_3_offload",
+    "deepspeed_stage_3_offload_nvme",
+    "model_parallel",
 }
 
 __all__ = [

@@ -182,7 +182,9 @@ class Strategy:
         self, checkpoint: dict[str, Any], filepath: str, storage_options: Any | None = None
     ) -> None:
         if self.is_global_zero:
-            self.checkpoint_io.save_checkpoint(checkpoint, filepath, storage_options=storage_options)
+            self.checkpoint_io.save_checkpoint(
+                checkpoint, filepath, storage_options=storage_options
+            )
 
     def load_checkpoint(self, path: str, weights_only: bool | None = None) -> dict[str, Any]:
         return self.checkpoint_io.load_checkpoint(path, weights_only=weights_only)

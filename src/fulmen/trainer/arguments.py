@@ -26,13 +26,24 @@ if TYPE_CHECKING:
     from fulmen.profilers.profiler import Profiler
 
 _PRECISIONS = {
-    64: "64-true", "64": "64-true", "64-true": "64-true",
-    32: "32-true", "32": "32-true", "32-true": "32-true",
-    16: "16-mixed", "16": "16-mixed", "16-mixed": "16-mixed", "16-true": "16-true",
-    "bf16": "bf16-mixed", "bf16-mixed": "bf16-mixed", "bf16-true": "bf16-true",
+    64: "64-true",
+    "64": "64-true",
+    "64-true": "64-true",
+    32: "32-true",
+    "32": "32-true",
+    "32-true": "32-true",
+    16: "16-mixed",
+    "16": "16-mixed",
+    "16-mixed": "16-mixed",
+    "16-true": "16-true",
+    "bf16": "bf16-mixed",
+    "bf16-mixed": "bf16-mixed",
+    "bf16-true": "bf16-true",
 }
 _ACCELERATORS: dict[str, type[Accelerator]] = {
-    "cpu": CPUAccelerator, "cuda": CUDAAccelerator, "mps": MPSAccelerator,
+    "cpu": CPUAccelerator,
+    "cuda": CUDAAccelerator,
+    "mps": MPSAccelerator,
 }
 
 # Trainer arguments Lightning 2 removed, with what replaced them.
@@ -63,7 +74,9 @@ REMOVED_ARGUMENTS = {
 }
 
 
-def check_int(name: str, value: Any, minimum: int, allow_none: bool = False, note: str = "") -> None:
+def check_int(
+    name: str, value: Any, minimum: int, allow_none: bool = False, note: str = ""
+) -> None:
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -116,7 +129,9 @@ def parse_duration(name: str, value: Any) -> timedelta | None:
     )
 
 
-def check_val_check_interval(value: Any, check_val_every_n_epoch: int | None) -> int | float | timedelta:
+def check_val_check_interval(
+    value: Any, check_val_every_n_epoch: int | None
+) -> int | float | timedelta:
     if value is None:
         return 1.0
     if isinstance(value, (str, dict, timedelta)):
@@ -200,7 +215,9 @@ def select_accelerator(value: Any) -> Accelerator:
             "Use accelerator='cpu' or 'auto'."
         )
     if name == "tpu":
-        raise MisconfigurationException("Trainer(accelerator='tpu'): TPUs are not supported by fulmen.")
+        raise MisconfigurationException(
+            "Trainer(accelerator='tpu'): TPUs are not supported by fulmen."
+        )
     if name not in _ACCELERATORS:
         raise ValueError(
             f"Trainer(accelerator={value!r}) is not a known accelerator. Choose one of "
@@ -232,7 +249,9 @@ def select_strategy(
             )
         check_int("num_nodes", num_nodes, 1)
         if devices is None:
-            raise ValueError("Trainer(devices=None) is invalid: expected 'auto', an int, a string or a list.")
+            raise ValueError(
+                "Trainer(devices=None) is invalid: expected 'auto', an int, a string or a list."
+            )
         if isinstance(devices, int) and devices == 0:
             raise ValueError("Trainer(devices=0) is invalid: expected 'auto', -1 or an int >= 1.")
         parallel = accelerator.get_parallel_devices(accelerator.parse_devices(devices))
@@ -264,11 +283,15 @@ def split_plugins(plugins: Any) -> tuple[Precision | None, CheckpointIO | None]:
     for plugin in items:
         if isinstance(plugin, Precision):
             if precision is not None:
-                raise MisconfigurationException("Trainer(plugins=...) got more than one precision plugin.")
+                raise MisconfigurationException(
+                    "Trainer(plugins=...) got more than one precision plugin."
+                )
             precision = plugin
         elif isinstance(plugin, CheckpointIO):
             if checkpoint_io is not None:
-                raise MisconfigurationException("Trainer(plugins=...) got more than one CheckpointIO.")
+                raise MisconfigurationException(
+                    "Trainer(plugins=...) got more than one CheckpointIO."
+                )
             checkpoint_io = plugin
         elif isinstance(plugin, (ClusterEnvironment, LayerSync)):
             continue  # only used by multi-process strategies
@@ -314,7 +337,9 @@ def build_profiler(profiler: Any, active: bool) -> Profiler:
     if profiler is None or not active:
         return PassThroughProfiler()
     names: dict[str, type[Profiler]] = {
-        "simple": SimpleProfiler, "advanced": AdvancedProfiler, "pytorch": PyTorchProfiler,
+        "simple": SimpleProfiler,
+        "advanced": AdvancedProfiler,
+        "pytorch": PyTorchProfiler,
     }
     if isinstance(profiler, str) and profiler.lower() in names:
         return names[profiler.lower()]()
@@ -340,7 +365,13 @@ def build_callbacks(
         TQDMProgressBar,
     )
 
-    given = [] if callbacks is None else callbacks if isinstance(callbacks, (list, tuple)) else [callbacks]
+    given = (
+        []
+        if callbacks is None
+        else callbacks
+        if isinstance(callbacks, (list, tuple))
+        else [callbacks]
+    )
     for cb in given:
         if not isinstance(cb, Callback):
             raise TypeError(
@@ -377,7 +408,9 @@ def order_callbacks(callbacks: list[Callback]) -> list[Callback]:
     """Tuner callbacks first, checkpoint callbacks last (so they see what others changed)."""
     from fulmen.callbacks import Checkpoint
 
-    tuners = [cb for cb in callbacks if type(cb).__name__ in ("BatchSizeFinder", "LearningRateFinder")]
+    tuners = [
+        cb for cb in callbacks if type(cb).__name__ in ("BatchSizeFinder", "LearningRateFinder")
+    ]
     checkpoints = [cb for cb in callbacks if isinstance(cb, Checkpoint)]
     others = [cb for cb in callbacks if cb not in tuners and cb not in checkpoints]
     return tuners + others + checkpoints

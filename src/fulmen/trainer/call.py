@@ -26,10 +26,19 @@ _MODULE_NOOPS = {
     if callable(value) and not name.startswith("_")
 } - {
     # These do something by default, so they always run.
-    "on_validation_model_zero_grad", "on_validation_model_eval", "on_validation_model_train",
-    "on_test_model_eval", "on_test_model_train", "on_predict_model_eval",
-    "transfer_batch_to_device", "on_before_batch_transfer", "on_after_batch_transfer",
-    "train_dataloader", "val_dataloader", "test_dataloader", "predict_dataloader",
+    "on_validation_model_zero_grad",
+    "on_validation_model_eval",
+    "on_validation_model_train",
+    "on_test_model_eval",
+    "on_test_model_train",
+    "on_predict_model_eval",
+    "transfer_batch_to_device",
+    "on_before_batch_transfer",
+    "on_after_batch_transfer",
+    "train_dataloader",
+    "val_dataloader",
+    "test_dataloader",
+    "predict_dataloader",
 }
 
 _Entry = tuple[str, Callable[..., Any]]
@@ -62,15 +71,17 @@ def is_overridden(name: str, instance: object, parent: type | None = None) -> bo
     return own is not base
 
 
-def _callback_entries(trainer: Trainer, name: str) -> list[_Entry]:
-    entries = trainer._hook_cache.get(("cb", name))
+def _callback_entries(trainer: Trainer, name: str, monitoring: bool | None) -> list[_Entry]:
+    key = ("cb", name, monitoring)
+    entries = trainer._hook_cache.get(key)
     if entries is None:
         entries = [
             (f"[Callback]{cb.state_key}.{name}", getattr(cb, name))
             for cb in trainer.callbacks
             if is_overridden(name, cb, Callback)
+            and (monitoring is None or _is_monitoring(cb) == monitoring)
         ]
-        trainer._hook_cache[("cb", name)] = entries
+        trainer._hook_cache[key] = entries
     return entries
 
 
@@ -81,9 +92,7 @@ def call_callbacks(trainer: Trainer, name: str, *args: Any, monitoring: bool | N
     (ModelCheckpoint, EarlyStopping), so the loop can run the module's hook in between.
     """
     module = trainer.lightning_module
-    entries = _callback_entries(trainer, name)
-    if monitoring is not None:
-        entries = [e for e in entries if _is_monitoring(e[1].__self__) == monitoring]  # type: ignore[attr-defined]
+    entries = _callback_entries(trainer, name, monitoring)
     if not entries:
         return
     results = trainer._results
@@ -115,7 +124,11 @@ def call_module(trainer: Trainer, name: str, *args: Any, **kwargs: Any) -> Any:
     entry = trainer._hook_cache.get(key)
     if entry is None:
         skip = name in _MODULE_NOOPS and not is_overridden(name, module)
-        entry = [] if skip else [(f"[LightningModule]{type(module).__name__}.{name}", getattr(module, name))]
+        entry = (
+            []
+            if skip
+            else [(f"[LightningModule]{type(module).__name__}.{name}", getattr(module, name))]
+        )
         trainer._hook_cache[key] = entry
     if not entry:
         return None

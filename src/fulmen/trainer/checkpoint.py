@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-
 from fulmen.trainer.call import call_callbacks, call_module
 from fulmen.trainer.state import TrainerFn
 from fulmen.utilities.exceptions import MisconfigurationException
@@ -47,19 +46,24 @@ def dump_checkpoint(trainer: Trainer, weights_only: bool = False) -> dict[str, A
         },
     }
     if not weights_only:
-        checkpoint["callbacks"] = {cb.state_key: cb.state_dict() for cb in trainer.callbacks}
-        checkpoint["optimizer_states"] = [trainer.strategy.optimizer_state(o) for o in trainer.optimizers]
-        checkpoint["lr_schedulers"] = [c.scheduler.state_dict() for c in trainer.lr_scheduler_configs]
+        states = {cb.state_key: cb.state_dict() for cb in trainer.callbacks}
+        checkpoint["callbacks"] = {key: state for key, state in states.items() if state}
+        checkpoint["optimizer_states"] = [
+            trainer.strategy.optimizer_state(o) for o in trainer.optimizers
+        ]
+        checkpoint["lr_schedulers"] = [
+            c.scheduler.state_dict() for c in trainer.lr_scheduler_configs
+        ]
         precision_state = trainer.precision_plugin.state_dict()
         if precision_state:
             checkpoint[type(trainer.precision_plugin).__qualname__] = precision_state
     if module.hparams:
-        checkpoint[module.CHECKPOINT_HYPER_PARAMS_NAME] = "hparams"  # type: ignore[attr-defined]
+        checkpoint[module.CHECKPOINT_HYPER_PARAMS_NAME] = "kwargs"  # as Lightning names init args
         checkpoint[module.CHECKPOINT_HYPER_PARAMS_KEY] = dict(module.hparams)
     datamodule = trainer.datamodule
     if datamodule is not None:
         if datamodule.hparams:
-            checkpoint[datamodule.CHECKPOINT_HYPER_PARAMS_NAME] = "hparams"
+            checkpoint[datamodule.CHECKPOINT_HYPER_PARAMS_NAME] = "kwargs"
             checkpoint[datamodule.CHECKPOINT_HYPER_PARAMS_KEY] = dict(datamodule.hparams)
         dm_state = datamodule.state_dict()
         if dm_state:
@@ -127,7 +131,7 @@ def _resolve_path(trainer: Trainer, fn: TrainerFn, ckpt_path: Any) -> str | None
             "ckpt_path='hpc' (SLURM requeue checkpoints) is not supported yet in fulmen; it "
             "comes with the multi-device issue. Pass a path or 'last'."
         )
-    return ckpt_path
+    return str(ckpt_path)
 
 
 def _has_on_exception_checkpoint(trainer: Trainer) -> bool:

@@ -24,7 +24,11 @@ if TYPE_CHECKING:
     from fulmen.core.module import LightningModule
     from fulmen.trainer.trainer import Trainer
 
-_TRANSFER_HOOKS = ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")
+_TRANSFER_HOOKS = (
+    "on_before_batch_transfer",
+    "transfer_batch_to_device",
+    "on_after_batch_transfer",
+)
 
 
 class DataSource:
@@ -111,8 +115,14 @@ class DataSource:
                         "optimization: step the optimizers every N batches yourself."
                     )
         else:
-            prefix = {TrainerFn.VALIDATING: "val", TrainerFn.TESTING: "test", TrainerFn.PREDICTING: "predict"}[fn]
-            step = {"val": "validation_step", "test": "test_step", "predict": "predict_step"}[prefix]
+            prefix = {
+                TrainerFn.VALIDATING: "val",
+                TrainerFn.TESTING: "test",
+                TrainerFn.PREDICTING: "predict",
+            }[fn]
+            step = {"val": "validation_step", "test": "test_step", "predict": "predict_step"}[
+                prefix
+            ]
             if prefix != "predict" and not is_overridden(step, module):
                 raise MisconfigurationException(
                     f"{name} defines no `{step}()`, which `Trainer.{fn}` needs."
@@ -142,7 +152,9 @@ class DataSource:
         self.train_loader = loader
         self._train_loaded_epoch = trainer.current_epoch
         limit = trainer.limit_train_batches
-        trainer.num_training_batches = _count_batches("train_dataloader", "limit_train_batches", loader, limit)
+        trainer.num_training_batches = _count_batches(
+            "train_dataloader", "limit_train_batches", loader, limit
+        )
         trainer.val_check_batch = _val_check_batch(trainer)
 
     def load_eval(self, prefix: str) -> list[Any]:
@@ -162,7 +174,11 @@ class DataSource:
 
     def eval_counts(self, prefix: str, loaders: list[Any]) -> list[int]:
         trainer = self.trainer
-        limit = {"val": trainer.limit_val_batches, "test": trainer.limit_test_batches, "predict": trainer.limit_predict_batches}[prefix]
+        limit = {
+            "val": trainer.limit_val_batches,
+            "test": trainer.limit_test_batches,
+            "predict": trainer.limit_predict_batches,
+        }[prefix]
         counts = []
         for loader in loaders:
             count = _count_batches(f"{prefix}_dataloader", f"limit_{prefix}_batches", loader, limit)
@@ -201,7 +217,9 @@ class DataSource:
                 batch = dm.on_after_batch_transfer(batch, dataloader_idx)
             else:
                 batch = call_module(trainer, "on_before_batch_transfer", batch, dataloader_idx)
-                batch = call_module(trainer, "transfer_batch_to_device", batch, device, dataloader_idx)
+                batch = call_module(
+                    trainer, "transfer_batch_to_device", batch, device, dataloader_idx
+                )
                 batch = call_module(trainer, "on_after_batch_transfer", batch, dataloader_idx)
         return trainer.precision_plugin.convert_input(batch)
 
@@ -288,7 +306,11 @@ def _has_len(loader: Any) -> bool:
 
 def _count_batches(hook: str, limit_name: str, loader: Any, limit: int | float) -> int | float:
     length: int | float = len(loader) if _has_len(loader) else float("inf")
-    if isinstance(loader, DataLoader) and isinstance(loader.dataset, IterableDataset) and not _has_len(loader.dataset):
+    if (
+        isinstance(loader, DataLoader)
+        and isinstance(loader.dataset, IterableDataset)
+        and not _has_len(loader.dataset)
+    ):
         length = float("inf")
     if isinstance(limit, int):
         return min(length, limit)

@@ -23,7 +23,11 @@ if TYPE_CHECKING:
 
 __all__ = ["run_evaluation_entry", "run_predict", "run_sanity_check", "run_validation"]
 
-_NOUN = {RunningStage.VALIDATING: "validation", RunningStage.SANITY_CHECKING: "validation", RunningStage.TESTING: "test"}
+_NOUN = {
+    RunningStage.VALIDATING: "validation",
+    RunningStage.SANITY_CHECKING: "validation",
+    RunningStage.TESTING: "test",
+}
 _STEP = {"validation": "validation_step", "test": "test_step"}
 
 
@@ -179,7 +183,10 @@ def _print_results(results: list[dict[str, float]], title: str) -> None:
     rule = "─" * width
     lines = [rule, f"{title + ' metric':^{first}}" + "".join(f"{c:^24}" for c in columns), rule]
     for name in names:
-        cells = "".join(f"{results[i][name]:^24.6g}" if name in results[i] else " " * 24 for i in range(len(results)))
+        cells = "".join(
+            f"{results[i][name]!s:^24}" if name in results[i] else " " * 24
+            for i in range(len(results))
+        )
         lines.append(f"{name:^{first}}{cells}")
     lines.append(rule)
     print("\n".join(lines))
@@ -194,7 +201,8 @@ def run_predict(trainer: Trainer) -> list[Any] | list[list[Any]] | None:
     loaders = data.load_eval("predict")
     counts = data.eval_counts("predict", loaders)
     trainer.num_predict_batches = counts  # type: ignore[assignment]
-    keep = getattr(trainer, "_return_predictions", True)
+    # An epoch-interval prediction writer reads every prediction at epoch end, so keep them.
+    keep = getattr(trainer, "_return_predictions", True) or _has_epoch_writer(trainer)
     trainer.state.stage = RunningStage.PREDICTING
     multiple = len(loaders) > 1
     predictions: list[list[Any]] = [[] for _ in loaders]
@@ -220,6 +228,14 @@ def run_predict(trainer: Trainer) -> list[Any] | list[list[Any]] | None:
         call_hook(trainer, "on_predict_end")
     _restore_modes(modes)
     trainer._call_teardown_hook("predict")
-    if not keep:
+    if not getattr(trainer, "_return_predictions", True):
         return None
     return predictions if multiple else predictions[0]
+
+
+def _has_epoch_writer(trainer: Trainer) -> bool:
+    from fulmen.callbacks.prediction_writer import BasePredictionWriter
+
+    return any(
+        isinstance(cb, BasePredictionWriter) and cb.interval.on_epoch for cb in trainer.callbacks
+    )

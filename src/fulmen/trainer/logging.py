@@ -23,20 +23,41 @@ __all__ = ["Results"]
 
 # hook -> (default on_step, default on_epoch, whether on_step=True is allowed)
 _STEP_HOOKS = (
-    "training_step", "on_train_batch_start", "on_train_batch_end", "on_before_backward",
-    "backward", "on_after_backward", "on_before_optimizer_step", "optimizer_step",
-    "configure_gradient_clipping", "clip_gradients", "on_before_zero_grad", "optimizer_zero_grad",
+    "training_step",
+    "on_train_batch_start",
+    "on_train_batch_end",
+    "on_before_backward",
+    "backward",
+    "on_after_backward",
+    "on_before_optimizer_step",
+    "optimizer_step",
+    "configure_gradient_clipping",
+    "clip_gradients",
+    "on_before_zero_grad",
+    "optimizer_zero_grad",
 )
 _EVAL_STEP_HOOKS = (
-    "validation_step", "test_step", "on_validation_batch_start", "on_validation_batch_end",
-    "on_test_batch_start", "on_test_batch_end",
+    "validation_step",
+    "test_step",
+    "on_validation_batch_start",
+    "on_validation_batch_end",
+    "on_test_batch_start",
+    "on_test_batch_end",
 )
 _EPOCH_HOOKS = (
-    "on_train_start", "on_validation_start", "on_test_start", "on_train_epoch_start",
-    "on_train_epoch_end", "on_validation_epoch_start", "on_validation_epoch_end",
-    "on_test_epoch_start", "on_test_epoch_end",
+    "on_train_start",
+    "on_validation_start",
+    "on_test_start",
+    "on_train_epoch_start",
+    "on_train_epoch_end",
+    "on_validation_epoch_start",
+    "on_validation_epoch_end",
+    "on_test_epoch_start",
+    "on_test_epoch_end",
     # Lightning 1.x epoch-end hooks that fulmen still calls.
-    "training_epoch_end", "validation_epoch_end", "test_epoch_end",
+    "training_epoch_end",
+    "validation_epoch_end",
+    "test_epoch_end",
 )
 _FX_RULES: dict[str, tuple[bool, bool, bool]] = {
     **{fx: (True, False, True) for fx in _STEP_HOOKS},
@@ -51,9 +72,24 @@ class _Metric:
     """One logged key: its options, its last value and its running epoch aggregate."""
 
     __slots__ = (
-        "name", "key", "fx", "options", "on_step", "on_epoch", "prog_bar", "logger", "reduce",
-        "sync_dist", "group", "dataloader_idx", "value", "total", "weight", "values",
-        "torchmetric", "stamp",
+        "name",
+        "key",
+        "fx",
+        "options",
+        "on_step",
+        "on_epoch",
+        "prog_bar",
+        "logger",
+        "reduce",
+        "sync_dist",
+        "group",
+        "dataloader_idx",
+        "value",
+        "total",
+        "weight",
+        "values",
+        "torchmetric",
+        "stamp",
     )
 
     def __init__(self, name: str, key: str, fx: str, options: tuple[Any, ...]) -> None:
@@ -62,8 +98,14 @@ class _Metric:
         self.fx = fx
         self.options = options
         (
-            self.on_step, self.on_epoch, self.prog_bar, self.logger, self.reduce, self.sync_dist,
-            self.group, self.dataloader_idx,
+            self.on_step,
+            self.on_epoch,
+            self.prog_bar,
+            self.logger,
+            self.reduce,
+            self.sync_dist,
+            self.group,
+            self.dataloader_idx,
         ) = options
         self.value: Tensor | None = None
         self.total: Tensor | None = None
@@ -137,7 +179,7 @@ class Results:
     def log(self, module: Any, name: str, value: Any, **kw: Any) -> None:
         fx = self.current_fx
         rules = _FX_RULES.get(fx) if fx is not None else None
-        if rules is None:
+        if rules is None or fx is None:
             raise MisconfigurationException(
                 f"You can't `self.log({name!r}, ...)` inside `{fx}`. Log from a step, a batch "
                 "hook or an epoch hook of training, validation or test."
@@ -170,8 +212,14 @@ class Results:
             key = f"{name}/dataloader_idx_{idx}"
         logger = True if kw["logger"] is None else kw["logger"]
         options = (
-            on_step, on_epoch, kw["prog_bar"], logger, _reduce_name(kw["reduce_fx"], name),
-            kw["sync_dist"], kw["sync_dist_group"], idx,
+            on_step,
+            on_epoch,
+            kw["prog_bar"],
+            logger,
+            _reduce_name(kw["reduce_fx"], name),
+            kw["sync_dist"],
+            kw["sync_dist_group"],
+            idx,
         )
         metric = self._store.get(key)
         if metric is None or metric.fx != fx or metric.options != options:
@@ -187,7 +235,13 @@ class Results:
             self._step_metrics.append(metric)
 
     def _add(
-        self, old: _Metric | None, name: str, key: str, fx: str, options: tuple[Any, ...], value: Any
+        self,
+        old: _Metric | None,
+        name: str,
+        key: str,
+        fx: str,
+        options: tuple[Any, ...],
+        value: Any,
     ) -> _Metric:
         if old is not None and (old.fx != fx or old.options != options) and old.stamp == self.stamp:
             raise MisconfigurationException(
@@ -257,29 +311,38 @@ class Results:
 
     def reset(self) -> None:
         """Forget the recorded values (at the start of an epoch or an evaluation run)."""
+        for metric in self._store.values():
+            # A torchmetrics object may hold updates of a run whose epoch never ended (the
+            # sanity check, an interrupted epoch): they must not leak into the next one.
+            if metric.torchmetric is not None:
+                metric.torchmetric.reset()
         self._store = {}
         self._step_metrics = []
         self._epoch_end = False
 
-    def step_end(self, should_log: bool, step: int) -> None:
-        """After a training batch: publish step values; write them to loggers if due."""
-        metrics = self._step_metrics
-        if not metrics:
-            return
+    def publish_step(self) -> None:
+        """Make this batch's step values visible to callbacks and the progress bar."""
         callback, progress = self.callback, self._progress
-        to_log: dict[str, Tensor] = {}
-        for metric in metrics:
+        for metric in self._step_metrics:
             value = metric.value
             assert value is not None
             callback[metric.key] = value
             callback[metric.step_name] = value
             if metric.prog_bar:
                 progress[metric.step_name] = value
-            if metric.logger:
-                to_log[metric.step_name] = value
+
+    def step_end(self, should_log: bool, step: int) -> None:
+        """After a training batch: publish step values; write them to loggers if due."""
+        metrics = self._step_metrics
+        if not metrics:
+            return
+        # Again: values logged in on_train_batch_end arrived after the first publish.
+        self.publish_step()
         self._step_metrics = []
-        if should_log and to_log:
-            self.log_to_loggers(to_log, step)
+        if should_log:
+            to_log = {m.step_name: m.value for m in metrics if m.logger and m.value is not None}
+            if to_log:
+                self.log_to_loggers(to_log, step)
 
     def epoch_end_reached(self) -> None:
         self._epoch_end = True
@@ -289,11 +352,15 @@ class Results:
         """Compute epoch values and publish them to callback and progress-bar views."""
         epoch_values: dict[str, Tensor] = {}
         for metric in self._store.values():
-            if not metric.on_epoch or (metric.total is None and metric.torchmetric is None and not metric.values):
+            if not metric.on_epoch or (
+                metric.total is None and metric.torchmetric is None and not metric.values
+            ):
                 continue
             value = metric.compute()
             if metric.sync_dist:
-                value = self.trainer.strategy.reduce(value, group=metric.group, reduce_op=_sync_op(metric.reduce))
+                value = self.trainer.strategy.reduce(
+                    value, group=metric.group, reduce_op=_sync_op(metric.reduce)
+                )
             self.callback[metric.key] = value
             self.callback[metric.epoch_name] = value
             if metric.prog_bar:
@@ -354,7 +421,11 @@ class Results:
 
 def _is_torchmetric(value: Any) -> bool:
     # Checked by duck type so that fulmen does not import torchmetrics until it is used.
-    return isinstance(value, torch.nn.Module) and hasattr(value, "compute") and hasattr(value, "update")
+    return (
+        isinstance(value, torch.nn.Module)
+        and hasattr(value, "compute")
+        and hasattr(value, "update")
+    )
 
 
 def _reduce_name(reduce_fx: Any, name: str) -> Any:

@@ -135,7 +135,11 @@ def run_training_epoch(trainer: Trainer) -> list[Any] | None:
     module = trainer.lightning_module
     results = trainer._train_results
     automatic = module.automatic_optimization
-    legacy = is_overridden("training_epoch_end", module) if hasattr(module, "training_epoch_end") else False
+    legacy = (
+        is_overridden("training_epoch_end", module)
+        if hasattr(module, "training_epoch_end")
+        else False
+    )
     outputs: list[Any] | None = [] if legacy else None
     skip = state.resume_batch_idx
     for batch_idx, batch, is_last in iterate(data.train_loader, trainer.num_training_batches, skip):
@@ -158,6 +162,7 @@ def run_training_epoch(trainer: Trainer) -> list[Any] | None:
             if is_last:
                 _step_schedulers(trainer, "epoch", plateau=False)
         step_output = {"loss": output} if isinstance(output, Tensor) else output
+        results.publish_step()
         call_hook(trainer, "on_train_batch_end", step_output, batch, batch_idx)
         if outputs is not None and step_output is not None:
             outputs.append(_detach(step_output))
@@ -204,7 +209,11 @@ def _should_check_val(trainer: Trainer, batch_idx: int, is_last: bool) -> bool:
     val_check_batch = trainer.val_check_batch
     if val_check_batch == float("inf"):
         return is_last
-    if isinstance(trainer.limit_train_batches, int) and trainer.num_training_batches == trainer.limit_train_batches and val_check_batch == trainer.num_training_batches:
+    if (
+        isinstance(trainer.limit_train_batches, int)
+        and trainer.num_training_batches == trainer.limit_train_batches
+        and val_check_batch == trainer.num_training_batches
+    ):
         return is_last
     current = trainer.state.total_batches_seen - 1 if every is None else batch_idx
     return (current + 1) % int(val_check_batch) == 0
@@ -218,7 +227,9 @@ def _training_step(trainer: Trainer, batch: Any, batch_idx: int) -> Any:
     results.current_fx = "training_step"
     try:
         if trainer._profiling:
-            with trainer.profiler.profile(f"[Strategy]{type(trainer.strategy).__name__}.training_step"):
+            with trainer.profiler.profile(
+                f"[Strategy]{type(trainer.strategy).__name__}.training_step"
+            ):
                 return trainer.strategy.training_step(batch, batch_idx)
         return trainer.strategy.training_step(batch, batch_idx)
     finally:
@@ -259,7 +270,12 @@ def _run_automatic_batch(trainer: Trainer, batch: Any, batch_idx: int, stepping:
         nonlocal output
         output = _training_step(trainer, batch, batch_idx)
         loss = _loss_of(output)
-        if loss is not None and loss.grad_fn is None and loss.requires_grad is False and module.training:
+        if (
+            loss is not None
+            and loss.grad_fn is None
+            and loss.requires_grad is False
+            and module.training
+        ):
             raise MisconfigurationException(
                 "The loss returned by `training_step` does not require grad: it was computed "
                 "under `torch.no_grad()` or from detached tensors, so backward cannot run."
@@ -269,7 +285,9 @@ def _run_automatic_batch(trainer: Trainer, batch: Any, batch_idx: int, stepping:
         optimizer = optimizers[0].optimizer
         if batch_idx % accumulate == 0 or accumulate == 1:
             call_hook(trainer, "on_before_zero_grad", optimizer)
-            call_module(trainer, "optimizer_zero_grad", trainer.current_epoch, batch_idx, optimizers[0])
+            call_module(
+                trainer, "optimizer_zero_grad", trainer.current_epoch, batch_idx, optimizers[0]
+            )
         if loss is None:
             return None
         backward_loss = loss / accumulate if accumulate > 1 else loss
@@ -296,10 +314,14 @@ def _run_manual_batch(trainer: Trainer, batch: Any, batch_idx: int) -> Any:
     return output
 
 
-def automatic_optimizer_step(trainer: Trainer, optimizer: Optimizer, closure: Callable[[], Any] | None, **kwargs: Any) -> Any:
+def automatic_optimizer_step(
+    trainer: Trainer, optimizer: Optimizer, closure: Callable[[], Any] | None, **kwargs: Any
+) -> Any:
     """`LightningOptimizer.step` in automatic optimization: closure, before-step hooks, clip, step."""
     module = trainer.lightning_module
-    clip = trainer.gradient_clip_val is not None or is_overridden("configure_gradient_clipping", module)
+    clip = trainer.gradient_clip_val is not None or is_overridden(
+        "configure_gradient_clipping", module
+    )
 
     def wrapped() -> Any:
         result = closure() if closure is not None else None

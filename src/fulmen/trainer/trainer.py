@@ -21,7 +21,13 @@ from fulmen.callbacks.callback import Callback
 from fulmen.core.datamodule import LightningDataModule
 from fulmen.core.module import LightningModule
 from fulmen.trainer import arguments as args_
-from fulmen.trainer.call import call_callbacks, call_datamodule, call_hook, call_module, is_overridden
+from fulmen.trainer.call import (
+    call_callbacks,
+    call_datamodule,
+    call_hook,
+    call_module,
+    is_overridden,
+)
 from fulmen.trainer.logging import Results
 from fulmen.trainer.state import RunningStage, TrainerFn, TrainerState, TrainerStatus
 from fulmen.utilities.exceptions import MisconfigurationException
@@ -120,7 +126,9 @@ class Trainer:
         args_.check_int("max_steps", max_steps, -1, note="-1 means no limit")
         args_.check_int("min_steps", min_steps, 0, allow_none=True)
         args_.check_int("check_val_every_n_epoch", check_val_every_n_epoch, 1, allow_none=True)
-        args_.check_int("num_sanity_val_steps", num_sanity_val_steps, -1, allow_none=True, note="-1 runs all")
+        args_.check_int(
+            "num_sanity_val_steps", num_sanity_val_steps, -1, allow_none=True, note="-1 runs all"
+        )
         args_.check_int("log_every_n_steps", log_every_n_steps, 0, allow_none=True)
         args_.check_int("accumulate_grad_batches", accumulate_grad_batches, 1)
         args_.check_int("reload_dataloaders_every_n_epochs", reload_dataloaders_every_n_epochs, 0)
@@ -132,7 +140,10 @@ class Trainer:
             raise ValueError(
                 f"Trainer(gradient_clip_val={gradient_clip_val!r}) is invalid: expected a number >= 0 or None."
             )
-        if gradient_clip_algorithm is not None and gradient_clip_algorithm.lower() not in ("norm", "value"):
+        if gradient_clip_algorithm is not None and gradient_clip_algorithm.lower() not in (
+            "norm",
+            "value",
+        ):
             raise ValueError(
                 f"Trainer(gradient_clip_algorithm={gradient_clip_algorithm!r}) is invalid: expected "
                 "'norm' or 'value'."
@@ -141,27 +152,38 @@ class Trainer:
             raise ValueError(
                 f"Trainer(deterministic={deterministic!r}) is invalid: expected True, False, 'warn' or None."
             )
-        if isinstance(overfit_batches, bool) or not isinstance(overfit_batches, (int, float)) or overfit_batches < 0 or (
-            isinstance(overfit_batches, float) and overfit_batches > 1
+        if (
+            isinstance(overfit_batches, bool)
+            or not isinstance(overfit_batches, (int, float))
+            or overfit_batches < 0
+            or (isinstance(overfit_batches, float) and overfit_batches > 1)
         ):
             raise ValueError(
                 f"Trainer(overfit_batches={overfit_batches!r}) is invalid: expected an int >= 0 "
                 "(batches) or a float in [0.0, 1.0] (fraction)."
             )
         for flag_name, flag in (
-            ("inference_mode", inference_mode), ("detect_anomaly", detect_anomaly),
-            ("barebones", barebones), ("sync_batchnorm", sync_batchnorm),
+            ("inference_mode", inference_mode),
+            ("detect_anomaly", detect_anomaly),
+            ("barebones", barebones),
+            ("sync_batchnorm", sync_batchnorm),
             ("use_distributed_sampler", use_distributed_sampler),
             ("enable_autolog_hparams", enable_autolog_hparams),
         ):
             if not isinstance(flag, bool):
-                raise ValueError(f"Trainer({flag_name}={flag!r}) is invalid: expected True or False.")
+                raise ValueError(
+                    f"Trainer({flag_name}={flag!r}) is invalid: expected True or False."
+                )
         if barebones:
             conflicts = {
-                "enable_checkpointing": enable_checkpointing, "enable_progress_bar": enable_progress_bar,
-                "enable_model_summary": enable_model_summary, "logger": logger or None,
-                "profiler": profiler, "detect_anomaly": detect_anomaly or None,
-                "num_sanity_val_steps": num_sanity_val_steps or None, "fast_dev_run": fast_dev_run or None,
+                "enable_checkpointing": enable_checkpointing,
+                "enable_progress_bar": enable_progress_bar,
+                "enable_model_summary": enable_model_summary,
+                "logger": logger or None,
+                "profiler": profiler,
+                "detect_anomaly": detect_anomaly or None,
+                "num_sanity_val_steps": num_sanity_val_steps or None,
+                "fast_dev_run": fast_dev_run or None,
             }
             for key, value in conflicts.items():
                 if value:
@@ -183,10 +205,16 @@ class Trainer:
         self.limit_train_batches = args_.check_limit("limit_train_batches", limit_train_batches)
         self.limit_val_batches = args_.check_limit("limit_val_batches", limit_val_batches)
         self.limit_test_batches = args_.check_limit("limit_test_batches", limit_test_batches)
-        self.limit_predict_batches = args_.check_limit("limit_predict_batches", limit_predict_batches)
+        self.limit_predict_batches = args_.check_limit(
+            "limit_predict_batches", limit_predict_batches
+        )
         self.overfit_batches = overfit_batches
-        self.val_check_interval = args_.check_val_check_interval(val_check_interval, check_val_every_n_epoch)
-        if isinstance(self.val_check_interval, int) and not isinstance(self.val_check_interval, bool):
+        self.val_check_interval = args_.check_val_check_interval(
+            val_check_interval, check_val_every_n_epoch
+        )
+        if isinstance(self.val_check_interval, int) and not isinstance(
+            self.val_check_interval, bool
+        ):
             pass
         self.check_val_every_n_epoch = check_val_every_n_epoch
         self.num_sanity_val_steps = 2 if num_sanity_val_steps is None else num_sanity_val_steps
@@ -201,7 +229,9 @@ class Trainer:
         self.detect_anomaly = detect_anomaly
         self.reload_dataloaders_every_n_epochs = reload_dataloaders_every_n_epochs
         self.enable_autolog_hparams = enable_autolog_hparams
-        self._default_root_dir = os.fspath(default_root_dir) if default_root_dir is not None else os.getcwd()
+        self._default_root_dir = (
+            os.fspath(default_root_dir) if default_root_dir is not None else os.getcwd()
+        )
         if fdr:
             # fast_dev_run: a smoke test of every loop, with nothing written anywhere.
             self.max_steps = fdr
@@ -211,7 +241,9 @@ class Trainer:
             self.limit_test_batches = self.limit_predict_batches = fdr
             self.val_check_interval = 1.0
             self.check_val_every_n_epoch = 1
-            rank_zero_info(f"Running in `fast_dev_run` mode: will run the requested loop using {fdr} batch(es).")
+            rank_zero_info(
+                f"Running in `fast_dev_run` mode: will run the requested loop using {fdr} batch(es)."
+            )
         if overfit_batches:
             self.limit_train_batches = self.limit_val_batches = overfit_batches
 
@@ -250,7 +282,7 @@ class Trainer:
         self._eval_results = Results(self)
         self._eval_results.share_views(self._results)
         self._train_results = self._results
-        self._hook_cache: dict[tuple[str, str], Any] = {}
+        self._hook_cache: dict[tuple[Any, ...], Any] = {}
         self._lightning_module: LightningModule | None = None
         self.datamodule: LightningDataModule | None = None
         self.optimizers: list[Optimizer] = []
@@ -269,10 +301,11 @@ class Trainer:
         self._ckpt_path: str | None = None
         self._user_ckpt_path: str | None = None
         self._fit_started = False
+        self._fit_start_time = 0.0
         if deterministic:
             torch.use_deterministic_algorithms(True, warn_only=deterministic == "warn")
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        if torch.backends.cudnn.is_available():
+        if torch.backends.cudnn.is_available():  # type: ignore[no-untyped-call]
             if benchmark is not None:
                 torch.backends.cudnn.benchmark = benchmark
             elif deterministic:
@@ -292,14 +325,18 @@ class Trainer:
         """Train `model` on the train dataloader(s), validating as configured."""
         if isinstance(train_dataloaders, LightningDataModule):
             datamodule, train_dataloaders = train_dataloaders, None
-        if datamodule is not None and (train_dataloaders is not None or val_dataloaders is not None):
+        if datamodule is not None and (
+            train_dataloaders is not None or val_dataloaders is not None
+        ):
             raise MisconfigurationException(
                 "Trainer.fit got both dataloaders and a datamodule. Pass one or the other."
             )
         self._check_model(model, "fit")
         from fulmen.trainer.data import DataSource
 
-        self._data = DataSource(self, model, datamodule, train=train_dataloaders, val=val_dataloaders)
+        self._data = DataSource(
+            self, model, datamodule, train=train_dataloaders, val=val_dataloaders
+        )
         self._run(model, datamodule, TrainerFn.FITTING, ckpt_path, weights_only)
 
     def validate(
@@ -312,7 +349,9 @@ class Trainer:
         weights_only: bool | None = None,
     ) -> list[dict[str, float]]:
         """Run one validation epoch; return one dict of epoch metrics per dataloader."""
-        return self._evaluate(TrainerFn.VALIDATING, model, dataloaders, ckpt_path, verbose, datamodule, weights_only)
+        return self._evaluate(
+            TrainerFn.VALIDATING, model, dataloaders, ckpt_path, verbose, datamodule, weights_only
+        )
 
     def test(
         self,
@@ -324,7 +363,9 @@ class Trainer:
         weights_only: bool | None = None,
     ) -> list[dict[str, float]]:
         """Run one test epoch; return one dict of epoch metrics per dataloader."""
-        return self._evaluate(TrainerFn.TESTING, model, dataloaders, ckpt_path, verbose, datamodule, weights_only)
+        return self._evaluate(
+            TrainerFn.TESTING, model, dataloaders, ckpt_path, verbose, datamodule, weights_only
+        )
 
     def predict(
         self,
@@ -336,7 +377,9 @@ class Trainer:
         weights_only: bool | None = None,
     ) -> list[Any] | list[list[Any]] | None:
         """Run `predict_step` over the predict dataloader(s) and return the outputs."""
-        model, datamodule, dataloaders = self._resolve_eval_inputs(model, dataloaders, datamodule, "predict")
+        model, datamodule, dataloaders = self._resolve_eval_inputs(
+            model, dataloaders, datamodule, "predict"
+        )
         from fulmen.trainer.data import DataSource
 
         self._return_predictions = True if return_predictions is None else return_predictions
@@ -354,7 +397,9 @@ class Trainer:
         datamodule: LightningDataModule | None,
         weights_only: bool | None,
     ) -> list[dict[str, float]]:
-        model, datamodule, dataloaders = self._resolve_eval_inputs(model, dataloaders, datamodule, str(fn))
+        model, datamodule, dataloaders = self._resolve_eval_inputs(
+            model, dataloaders, datamodule, str(fn)
+        )
         from fulmen.trainer.data import DataSource
 
         key = "val" if fn == TrainerFn.VALIDATING else "test"
@@ -364,7 +409,11 @@ class Trainer:
         return result  # type: ignore[no-any-return]
 
     def _resolve_eval_inputs(
-        self, model: LightningModule | None, dataloaders: Any, datamodule: LightningDataModule | None, name: str
+        self,
+        model: LightningModule | None,
+        dataloaders: Any,
+        datamodule: LightningDataModule | None,
+        name: str,
     ) -> tuple[LightningModule, LightningDataModule | None, Any]:
         if isinstance(dataloaders, LightningDataModule):
             datamodule, dataloaders = dataloaders, None
@@ -422,7 +471,12 @@ class Trainer:
         self._results.reset()
         self._results.clear_views()
         self.strategy.connect(model)
-        checks_stage = {TrainerFn.FITTING: "fit", TrainerFn.VALIDATING: "validate", TrainerFn.TESTING: "test", TrainerFn.PREDICTING: "predict"}[fn]
+        checks_stage = {
+            TrainerFn.FITTING: "fit",
+            TrainerFn.VALIDATING: "validate",
+            TrainerFn.TESTING: "test",
+            TrainerFn.PREDICTING: "predict",
+        }[fn]
         _check_legacy_hooks(model, checks_stage)
         self._data.check(fn)  # type: ignore[union-attr]
         try:
@@ -440,15 +494,24 @@ class Trainer:
                 if checkpoint is not None:
                     ckpt.restore_training_state(self, checkpoint)
                 self._log_hyperparams(model, datamodule)
-                with self.profiler.profile("run_fit"), torch.autograd.set_detect_anomaly(self.detect_anomaly):
-                    self.profiler.setup(stage="fit", local_rank=self._profiler_rank, log_dir=self.log_dir)
+                with (
+                    self.profiler.profile("run_fit"),
+                    torch.autograd.set_detect_anomaly(self.detect_anomaly),
+                ):
+                    self.profiler.setup(
+                        stage="fit", local_rank=self._profiler_rank, log_dir=self.log_dir
+                    )
                     loop.run_fit(self)
                 result = None
             elif fn == TrainerFn.PREDICTING:
-                self.profiler.setup(stage="predict", local_rank=self._profiler_rank, log_dir=self.log_dir)
+                self.profiler.setup(
+                    stage="predict", local_rank=self._profiler_rank, log_dir=self.log_dir
+                )
                 result = eval_loop.run_predict(self)
             else:
-                self.profiler.setup(stage=str(fn), local_rank=self._profiler_rank, log_dir=self.log_dir)
+                self.profiler.setup(
+                    stage=str(fn), local_rank=self._profiler_rank, log_dir=self.log_dir
+                )
                 result = eval_loop.run_evaluation_entry(self, fn)
             self._teardown(checks_stage)
             self.state.status = TrainerStatus.FINISHED
@@ -527,7 +590,9 @@ class Trainer:
         self.strategy.optimizers = optimizers
         self.strategy._lightning_optimizers = [LightningOptimizer(opt, self) for opt in optimizers]
 
-    def _log_hyperparams(self, model: LightningModule, datamodule: LightningDataModule | None) -> None:
+    def _log_hyperparams(
+        self, model: LightningModule, datamodule: LightningDataModule | None
+    ) -> None:
         if not self.loggers or not self.enable_autolog_hparams:
             return
         params: dict[str, Any] = {}
@@ -574,7 +639,10 @@ class Trainer:
     # ================================================================== checkpoints
 
     def save_checkpoint(
-        self, filepath: str | Path, weights_only: bool | None = None, storage_options: Any | None = None
+        self,
+        filepath: str | Path,
+        weights_only: bool | None = None,
+        storage_options: Any | None = None,
     ) -> None:
         """Save the full training state (or only the weights) to `filepath` (any fsspec URL)."""
         from fulmen.trainer.checkpoint import dump_checkpoint
@@ -584,7 +652,9 @@ class Trainer:
                 "Trainer.save_checkpoint needs a model: call it during or after fit/validate/test."
             )
         checkpoint = dump_checkpoint(self, bool(weights_only))
-        self.strategy.save_checkpoint(checkpoint, os.fspath(filepath), storage_options=storage_options)
+        self.strategy.save_checkpoint(
+            checkpoint, os.fspath(filepath), storage_options=storage_options
+        )
         self.strategy.barrier("Trainer.save_checkpoint")
 
     @property
@@ -844,7 +914,11 @@ def _check_legacy_hooks(model: LightningModule, stage: str) -> None:
             )
     for name in ("training_epoch_end", "validation_epoch_end", "test_epoch_end"):
         if callable(getattr(model, name, None)):
-            modern = {"training_epoch_end": "on_train_epoch_end", "validation_epoch_end": "on_validation_epoch_end", "test_epoch_end": "on_test_epoch_end"}[name]
+            modern = {
+                "training_epoch_end": "on_train_epoch_end",
+                "validation_epoch_end": "on_validation_epoch_end",
+                "test_epoch_end": "on_test_epoch_end",
+            }[name]
             rank_zero_warn(
                 f"`{type(model).__name__}.{name}(outputs)` is a Lightning 1.x hook; fulmen still "
                 f"calls it with the step outputs, but the modern form is `{modern}()` with the "

@@ -12,7 +12,9 @@ from torch import Tensor
 __all__ = ["apply_to_collection", "move_data_to_device"]
 
 
-def apply_to_collection(data: Any, dtype: type | tuple[type, ...], function: Callable[..., Any]) -> Any:
+def apply_to_collection(
+    data: Any, dtype: type | tuple[type, ...], function: Callable[..., Any]
+) -> Any:
     """Return `data` with `function` applied to every element of type `dtype`, keeping the shape.
 
     Example:

@@ -53,9 +53,9 @@ class AttributeDict(dict[Any, Any]):
         if not self:
             return ""
         # One row per key, values aligned in a column, keys sorted so that the text is stable.
-        keys = sorted(self, key=str)
-        width = max(len(str(key)) for key in keys) + 3
-        return "\n".join(f'{f""""{key}":""":<{width}} {self[key]}' for key in keys)
+        labels = {key: f'"{key}":' for key in sorted(self, key=str)}
+        width = max(len(label) for label in labels.values())
+        return "\n".join(f"{label:<{width}} {self[key]}" for key, label in labels.items())
 
 
 def _init_frame_self(frame: FrameType) -> Any:

@@ -72,7 +72,10 @@ def rank_zero_debug(*args: Any, stacklevel: int = 4, **kwargs: Any) -> None:
 
 @rank_zero_only
 def rank_zero_warn(
-    message: str | Warning, category: type[Warning] = UserWarning, stacklevel: int = 4, **kwargs: Any
+    message: str | Warning,
+    category: type[Warning] = UserWarning,
+    stacklevel: int = 4,
+    **kwargs: Any,
 ) -> None:
     """Emit a warning on rank zero. Python's filter shows each message once per call site."""
     warnings.warn(message, category=category, stacklevel=stacklevel, **kwargs)

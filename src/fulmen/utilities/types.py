@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, TypedDict, Union
+from typing import Any, TypedDict
 
 import torch
 from torch import Tensor
@@ -21,13 +21,15 @@ __all__ = [
     "_METRIC",
 ]
 
-STEP_OUTPUT = Union[Tensor, Mapping[str, Any], None]
+STEP_OUTPUT = Tensor | Mapping[str, Any] | None
 TRAIN_DATALOADERS = Any  # a DataLoader, or a list/dict of them, or a CombinedLoader
 EVAL_DATALOADERS = Any  # a DataLoader or a sequence of them
-LRSchedulerTypeUnion = Union[torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau]
+LRSchedulerTypeUnion = (
+    torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau
+)
 OptimizerLRScheduler = Any  # every return format of configure_optimizers
-_METRIC = Union[Tensor, int, float]
-_DATALOADER = Union[DataLoader[Any], Iterable[Any]]
+_METRIC = Tensor | int | float
+_DATALOADER = DataLoader[Any] | Iterable[Any]
 
 
 class LRSchedulerConfigType(TypedDict, total=False):

@@ -232,6 +232,7 @@ def test_tqdm_miniters_environment_variable_raises_the_refresh_rate(monkeypatch:
     monkeypatch.setenv("TQDM_MINITERS", "10")
     assert TQDMProgressBar(refresh_rate=1).refresh_rate == 10
     assert TQDMProgressBar(refresh_rate=50).refresh_rate == 50
+    assert TQDMProgressBar(refresh_rate=0).is_disabled
 
 
 def test_tqdm_class_is_importable_for_custom_bars() -> None:

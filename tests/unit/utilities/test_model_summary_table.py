@@ -239,3 +239,12 @@ def test_boring_model_table_matches_lightning() -> None:
     model.example_input_array = torch.randn(2, 32)
     assert str(lightning.ModelSummary(model)) == BORING_TABLE_WITH_EXAMPLE
     assert str(lightning.ModelSummary(boring.BoringModel())) == BORING_TABLE
+
+
+@pytest.mark.gpu
+def test_example_input_moves_to_the_model_device() -> None:
+    model = BoringModel().cuda()
+    model.example_input_array = torch.randn(2, 32)
+    summary = ModelSummary(model)
+    assert summary.total_flops == 256
+    assert summary.in_sizes == [[2, 32]]

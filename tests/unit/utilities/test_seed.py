@@ -175,3 +175,18 @@ def test_set_rng_states_accepts_lightning_style_numpy_arrays() -> None:
     expected = _draw()
     _set_rng_states(states)
     assert _draw() == expected
+
+
+@pytest.mark.gpu
+def test_cuda_generators_are_collected_and_restored() -> None:
+    states = _collect_rng_states()
+    assert len(states["torch.cuda"]) == torch.cuda.device_count()
+    expected = torch.rand(2, device="cuda")
+    _set_rng_states(states)
+    assert torch.equal(torch.rand(2, device="cuda"), expected)
+    with isolate_rng():
+        torch.rand(2, device="cuda")
+    after = torch.rand(2, device="cuda")
+    _set_rng_states(states)
+    torch.rand(2, device="cuda")
+    assert torch.equal(torch.rand(2, device="cuda"), after)

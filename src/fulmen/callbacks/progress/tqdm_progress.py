@@ -437,7 +437,7 @@ class TQDMProgressBar(ProgressBar):
                 "override."
             )
             return _COLAB_REFRESH_RATE
-        # tqdm's own setting for the same thing; a larger `refresh_rate` still wins.
-        if "TQDM_MINITERS" in os.environ:
+        # tqdm's own setting for the same thing; a larger `refresh_rate` (or 0, hidden) still wins.
+        if "TQDM_MINITERS" in os.environ and refresh_rate > 0:
             return max(int(os.environ["TQDM_MINITERS"]), refresh_rate)
         return refresh_rate

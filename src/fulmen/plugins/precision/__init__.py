@@ -2,7 +2,12 @@
 
 from typing import Any
 
-from fulmen.plugins.precision.precision import DoublePrecision, HalfPrecision, MixedPrecision, Precision
+from fulmen.plugins.precision.precision import (
+    DoublePrecision,
+    HalfPrecision,
+    MixedPrecision,
+    Precision,
+)
 from fulmen.utilities.exceptions import MisconfigurationException
 
 

@@ -37,7 +37,9 @@ class Precision:
         """Scale the loss before backward (mixed float16 only)."""
         return tensor
 
-    def optimizer_step(self, optimizer: Optimizer, closure: Callable[[], Any], **kwargs: Any) -> Any:
+    def optimizer_step(
+        self, optimizer: Optimizer, closure: Callable[[], Any], **kwargs: Any
+    ) -> Any:
         """Step `optimizer`, running `closure` inside the step."""
         return optimizer.step(closure=closure, **kwargs)
 
@@ -118,7 +120,9 @@ class MixedPrecision(Precision):
     def pre_backward(self, tensor: Tensor) -> Tensor:
         return self.scaler.scale(tensor) if self.scaler is not None else tensor
 
-    def optimizer_step(self, optimizer: Optimizer, closure: Callable[[], Any], **kwargs: Any) -> Any:
+    def optimizer_step(
+        self, optimizer: Optimizer, closure: Callable[[], Any], **kwargs: Any
+    ) -> Any:
         if self.scaler is None:
             return optimizer.step(closure=closure, **kwargs)
         # GradScaler cannot step with a closure: run it first, then unscale, step and update.
