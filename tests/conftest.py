@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -16,6 +17,8 @@ def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     torch.manual_seed(0)
     for key in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS"):
         os.environ.pop(key, None)
+    # fulmen's logger does not propagate (it prints by itself); in tests let caplog see it.
+    monkeypatch.setattr(logging.getLogger("fulmen"), "propagate", True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -28,14 +28,9 @@ class _RecordingProfiler(Profiler):
 
 @pytest.fixture
 def fulmen_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    # fulmen's logger does not propagate to the root logger, where caplog listens by default.
-    logger = logging.getLogger("fulmen")
-    level = logger.level
-    logger.addHandler(caplog.handler)
-    logger.setLevel(logging.INFO)
+    # tests/conftest.py lets the "fulmen" logger propagate to caplog during tests.
+    caplog.set_level(logging.INFO, logger="fulmen")
     yield caplog
-    logger.removeHandler(caplog.handler)
-    logger.setLevel(level)
 
 
 def test_profile_starts_and_stops_around_the_block_and_yields_the_name() -> None:
