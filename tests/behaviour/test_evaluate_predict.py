@@ -138,3 +138,54 @@ def test_both_dataloaders_and_datamodule_is_an_error() -> None:
         fulmen.utilities.exceptions.MisconfigurationException, match="one or the other"
     ):
         fulmen.Trainer(**QUIET).fit(Base(), train_dataloaders=loader(), datamodule=DataModule())
+
+
+def test_prediction_writer_receives_batch_indices() -> None:
+    from fulmen.callbacks import BasePredictionWriter
+
+    seen: list[Any] = []
+
+    class Writer(BasePredictionWriter):
+        def write_on_batch_end(
+            self,
+            trainer: Any,
+            pl_module: Any,
+            prediction: Any,
+            batch_indices: Any,
+            batch: Any,
+            batch_idx: int,
+            dataloader_idx: int,
+        ) -> None:
+            seen.append(list(batch_indices))
+
+    trainer = fulmen.Trainer(
+        callbacks=[Writer("batch")],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
+    trainer.predict(Base(), dataloaders=loader(10, batch_size=4), return_predictions=False)
+    assert seen == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+def test_seed_everything_with_workers_seeds_each_worker_differently() -> None:
+    class WorkerSeed(torch.utils.data.Dataset[torch.Tensor]):
+        def __len__(self) -> int:
+            return 4
+
+        def __getitem__(self, index: int) -> torch.Tensor:
+            return torch.rand(1)
+
+    class Model(Base):  # type: ignore[misc,valid-type]
+        def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Any:
+            return batch
+
+    def draw() -> list[float]:
+        fulmen.seed_everything(7, workers=True, verbose=False)
+        data = DataLoader(WorkerSeed(), batch_size=1, num_workers=2)
+        return [float(p) for p in fulmen.Trainer(**QUIET).predict(Model(), dataloaders=data)]
+
+    first, second = draw(), draw()
+    assert first == second  # reproducible
+    assert len(set(first)) == 4  # and the two workers do not repeat each other's numbers

@@ -229,3 +229,16 @@ def test_log_rejects_non_scalars_and_bad_hooks() -> None:
 def test_print_prints_on_rank_zero(capsys: pytest.CaptureFixture[str]) -> None:
     Base().print("hello")
     assert capsys.readouterr().out == "hello\n"
+
+
+def test_save_hyperparameters_collects_the_whole_init_chain() -> None:
+    class Parent(Base):  # type: ignore[misc,valid-type]
+        def __init__(self, width: int, depth: int = 2, **kwargs: Any) -> None:
+            super().__init__()
+            self.save_hyperparameters()
+
+    class Child(Parent):
+        def __init__(self, dropout: float, **kwargs: Any) -> None:
+            super().__init__(width=64, **kwargs)
+
+    assert dict(Child(dropout=0.1, depth=3).hparams) == {"width": 64, "depth": 3, "dropout": 0.1}

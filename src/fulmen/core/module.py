@@ -20,7 +20,7 @@ from torch.optim import Optimizer
 from fulmen.core.hooks import CheckpointHooks, DataHooks, ModelHooks
 from fulmen.core.optimizer import LightningOptimizer
 from fulmen.utilities.exceptions import MisconfigurationException
-from fulmen.utilities.parsing import AttributeDict, get_init_args
+from fulmen.utilities.parsing import AttributeDict, collect_init_args
 from fulmen.utilities.rank_zero import rank_zero_warn
 
 if TYPE_CHECKING:
@@ -591,7 +591,10 @@ def _save_hyperparameters(
             else dict(value)
         )
     else:
-        init_args = get_init_args(frame)
+        # Every __init__ of the chain counts (a subclass passing arguments up); subclasses win.
+        init_args: dict[str, Any] = {}
+        for chain_args in collect_init_args(frame, []):
+            init_args.update(chain_args)
         if args:
             missing = [name for name in args if name not in init_args]
             if missing:

@@ -294,7 +294,11 @@ def split_plugins(plugins: Any) -> tuple[Precision | None, CheckpointIO | None]:
                 )
             checkpoint_io = plugin
         elif isinstance(plugin, (ClusterEnvironment, LayerSync)):
-            continue  # only used by multi-process strategies
+            raise MisconfigurationException(
+                f"Trainer(plugins=[{type(plugin).__name__}(...)]) configures multi-process "
+                "training, which is not supported yet in fulmen (it comes with the multi-device "
+                "issue)."
+            )
         else:
             raise ValueError(
                 f"Trainer(plugins=[{plugin!r}]) is not a plugin fulmen knows: expected Precision, "

@@ -90,9 +90,9 @@ def resolve_and_load(
 
 
 def _resolve_path(trainer: Trainer, fn: TrainerFn, ckpt_path: Any) -> str | None:
+    chosen, trainer._user_ckpt_path = trainer._user_ckpt_path, None
     if ckpt_path is None:
-        ckpt_path = trainer._user_ckpt_path
-        trainer._user_ckpt_path = None
+        ckpt_path = chosen
     if ckpt_path is None and fn == TrainerFn.FITTING and _has_on_exception_checkpoint(trainer):
         # A crash-resume setup: with an OnExceptionCheckpoint, a relaunch picks up where it died.
         rank_zero_warn(

@@ -7,7 +7,9 @@ from the LightningModule's `*_dataloader` hooks. The `limit_*_batches`, `overfit
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -147,6 +149,7 @@ class DataSource:
         loader = self._request("train")
         loader = _combine_train(loader)
         _check_loader("train_dataloader", loader)
+        _seed_workers(loader, trainer.global_rank)
         if trainer.overfit_batches:
             loader = _without_shuffle(loader, "overfit_batches")
         self.train_loader = loader
@@ -167,6 +170,7 @@ class DataSource:
             loaders = _as_list(self._request(prefix))
         for loader in loaders:
             _check_loader(f"{prefix}_dataloader", loader)
+            _seed_workers(loader, trainer.global_rank)
         setattr(self, f"{prefix}_loaders", loaders)
         if prefix == "val":
             self._val_loaded_epoch = trainer.current_epoch
@@ -285,6 +289,19 @@ def _as_list(loaders: Any) -> list[Any]:
     if isinstance(loaders, CombinedLoader):
         return list(loaders.flattened)
     return [loaders]
+
+
+def _seed_workers(loader: Any, rank: int) -> None:
+    """With `seed_everything(workers=True)`, give each worker a seed derived from the base seed."""
+    if (
+        os.environ.get("PL_SEED_WORKERS") == "1"
+        and isinstance(loader, DataLoader)
+        and loader.num_workers > 0
+        and loader.worker_init_fn is None
+    ):
+        from fulmen.utilities.seed import pl_worker_init_function
+
+        loader.worker_init_fn = functools.partial(pl_worker_init_function, rank=rank)
 
 
 def _check_loader(hook: str, loader: Any) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader
 
 from fulmen.trainer.call import call_callbacks, call_hook, call_module, is_overridden
 from fulmen.trainer.data import iterate
@@ -200,6 +201,12 @@ def run_predict(trainer: Trainer) -> list[Any] | list[list[Any]] | None:
     module.zero_grad()
     loaders = data.load_eval("predict")
     counts = data.eval_counts("predict", loaders)
+    if _has_writer(trainer):
+        loaders = [_recording_indices(loader) for loader in loaders]
+    trainer.predict_batch_indices = [
+        getattr(loader.batch_sampler, "seen", []) if isinstance(loader, DataLoader) else []
+        for loader in loaders
+    ]
     trainer.num_predict_batches = counts  # type: ignore[assignment]
     # An epoch-interval prediction writer reads every prediction at epoch end, so keep them.
     keep = getattr(trainer, "_return_predictions", True) or _has_epoch_writer(trainer)
@@ -231,6 +238,46 @@ def run_predict(trainer: Trainer) -> list[Any] | list[list[Any]] | None:
     if not getattr(trainer, "_return_predictions", True):
         return None
     return predictions if multiple else predictions[0]
+
+
+def _has_writer(trainer: Trainer) -> bool:
+    from fulmen.callbacks.prediction_writer import BasePredictionWriter
+
+    return any(isinstance(cb, BasePredictionWriter) for cb in trainer.callbacks)
+
+
+class _RecordingBatchSampler:
+    """A batch sampler that remembers the dataset indices of every batch it hands out."""
+
+    def __init__(self, batch_sampler: Any) -> None:
+        self.batch_sampler = batch_sampler
+        self.seen: list[list[int]] = []
+
+    def __iter__(self) -> Any:
+        for indices in self.batch_sampler:
+            self.seen.append(list(indices))
+            yield indices
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)
+
+
+def _recording_indices(loader: Any) -> Any:
+    """Rebuild a plain map-style DataLoader so prediction writers learn each batch's indices."""
+    if type(loader) is not DataLoader or loader.batch_sampler is None:
+        return loader
+    kwargs: dict[str, Any] = dict(
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+        pin_memory=loader.pin_memory,
+        timeout=loader.timeout,
+        worker_init_fn=loader.worker_init_fn,
+        persistent_workers=loader.persistent_workers,
+    )
+    if loader.num_workers > 0:
+        kwargs["prefetch_factor"] = loader.prefetch_factor
+    sampler = _RecordingBatchSampler(loader.batch_sampler)
+    return DataLoader(loader.dataset, batch_sampler=sampler, **kwargs)
 
 
 def _has_epoch_writer(trainer: Trainer) -> bool:

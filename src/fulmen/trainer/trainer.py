@@ -258,6 +258,12 @@ class Trainer:
             strategy, self.accelerator, devices, num_nodes, precision_plugin, checkpoint_io
         )
         self.num_nodes = num_nodes
+        if sync_batchnorm:
+            raise MisconfigurationException(
+                "Trainer(sync_batchnorm=True) synchronizes batch norm across processes, and "
+                "multi-process training is not supported yet in fulmen (it comes with the "
+                "multi-device issue)."
+            )
         self.sync_batchnorm = sync_batchnorm
         self.callbacks: list[Callback] = args_.build_callbacks(
             callbacks,
@@ -298,6 +304,7 @@ class Trainer:
         self.interrupted = False
         self.received_sigterm = False
         self.predict_predictions: list[list[Any]] = []
+        self.predict_batch_indices: list[list[list[int]]] = []
         self._ckpt_path: str | None = None
         self._user_ckpt_path: str | None = None
         self._fit_started = False
@@ -429,6 +436,15 @@ class Trainer:
                 )
             if datamodule is None and dataloaders is None:
                 datamodule = self.datamodule
+            callback = self.checkpoint_callback
+            best = getattr(callback, "best_model_path", "") if callback is not None else ""
+            if self._fit_started and best and self._user_ckpt_path is None:
+                # As in Lightning: without a model, evaluate the best checkpoint of the last fit.
+                rank_zero_info(
+                    f"Trainer.{name}() got no model: using the best checkpoint of the last fit, "
+                    f"{best}. Pass ckpt_path= to choose another."
+                )
+                self._user_ckpt_path = str(best)
         if not isinstance(model, LightningModule):
             raise TypeError(
                 f"Trainer.{name}(model=...) expects a fulmen.LightningModule, got {type(model).__name__}."
