@@ -10,7 +10,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from fulmen.trainer.call import call_callbacks, call_module
-from fulmen.trainer.state import TrainerFn
+from fulmen.trainer.state import RunningStage, TrainerFn
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
@@ -25,10 +25,23 @@ LIGHTNING_FORMAT_VERSION = "2.6.0"
 
 def dump_checkpoint(trainer: Trainer, weights_only: bool = False) -> dict[str, Any]:
     from fulmen import __version__
+    from fulmen.utilities.seed import _collect_rng_states
 
     module = trainer.lightning_module
     state = trainer.state
     epoch_done = bool(state.extra.get("epoch_done", False))
+    progress = state.state_dict()
+    if state.extra.get("step_pending"):
+        progress["batches_that_stepped"] += 1
+    # Saved after a batch whose validation is due but has not run yet: the resumed run runs it.
+    validation_due = (
+        not epoch_done
+        and state.stage == RunningStage.TRAINING
+        and state.batches_done_in_epoch > 0
+        and state.extra.get("validated") != (state.epoch, state.batches_done_in_epoch - 1)
+        and trainer._data is not None
+        and _validation_due(trainer)
+    )
     checkpoint: dict[str, Any] = {
         "epoch": state.epoch,
         "global_step": state.global_step,
@@ -37,11 +50,15 @@ def dump_checkpoint(trainer: Trainer, weights_only: bool = False) -> dict[str, A
         "state_dict": trainer.strategy.lightning_module_state_dict(),
         "loops": {
             "fit_loop": {
-                **state.state_dict(),
+                **progress,
+                "validation_due": validation_due,
                 # Where training resumes: the next epoch after an epoch-end save, else the next batch.
                 "epoch_completed": epoch_done,
                 "batches_done_in_epoch": 0 if epoch_done else state.batches_done_in_epoch,
                 "total_batches_seen": state.total_batches_seen,
+                # Exact resume: the random state now, and the one the epoch's shuffle came from.
+                "rng": _collect_rng_states(),
+                "epoch_start_rng": state.extra.get("epoch_start_rng"),
             }
         },
     }
@@ -72,6 +89,14 @@ def dump_checkpoint(trainer: Trainer, weights_only: bool = False) -> dict[str, A
         call_callbacks(trainer, "on_save_checkpoint", checkpoint)
     call_module(trainer, "on_save_checkpoint", checkpoint)
     return checkpoint
+
+
+def _validation_due(trainer: Trainer) -> bool:
+    from fulmen.trainer.loop import _should_check_val
+
+    state = trainer.state
+    batch = state.batches_done_in_epoch - 1
+    return _should_check_val(trainer, batch, batch + 1 == trainer.num_training_batches)
 
 
 def resolve_and_load(
@@ -220,4 +245,10 @@ def restore_training_state(trainer: Trainer, checkpoint: dict[str, Any]) -> None
         state.resume_batch_idx = 0
     else:
         state.resume_batch_idx = int(loop.get("batches_done_in_epoch", 0))
+        state.batches_done_in_epoch = state.resume_batch_idx
+        state.extra["resume_validation_due"] = bool(loop.get("validation_due", False))
     state.extra["restarting"] = True
+    if loop.get("rng") is not None:
+        state.extra["resume_rng"] = loop["rng"]
+    if loop.get("epoch_start_rng") is not None:
+        state.extra["resume_epoch_start_rng"] = loop["epoch_start_rng"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from torch.utils.data import DataLoader, IterableDataset, RandomSampler, SequentialSampler
@@ -228,29 +228,108 @@ class DataSource:
         return trainer.precision_plugin.convert_input(batch)
 
 
-def iterate(loader: Any, limit: int | float, skip: int = 0) -> Iterator[tuple[int, Any, bool]]:
-    """Yield (batch_idx, batch, is_last) for up to `limit` batches, looking one batch ahead."""
-    if limit == 0:
+def iterate(
+    loader: Any, limit: int | float, start: int = 0, consume: int = 0
+) -> Iterator[tuple[int, Any, bool]]:
+    """Yield (batch_idx, batch, is_last) for batches `start` .. `limit - 1` of `loader`.
+
+    `loader` already begins at batch `start` (see `resume_loader`), except for `consume` batches
+    that must be read and dropped because the loader cannot skip them. When the number of batches
+    is known, each batch is fetched right before it is used, so a checkpoint taken between two
+    batches has consumed no random numbers for the next one.
+    """
+    if limit == 0 or start >= limit:
         return
     iterator = iter(loader)
-    index = 0
-    try:
-        current = next(iterator)
-    except StopIteration:
+    for _ in range(consume):
+        if next(iterator, _END) is _END:
+            return
+    if limit != float("inf"):
+        last = int(limit) - 1
+        for index in range(start, last + 1):
+            batch = next(iterator, _END)
+            if batch is _END:
+                return
+            yield index, batch, index == last
         return
-    while True:
-        if index + 1 >= limit:
-            yield index, current, True
-            return
-        try:
-            upcoming = next(iterator)
-        except StopIteration:
-            yield index, current, True
-            return
-        if index >= skip:
-            yield index, current, False
+    # Unknown length: look one batch ahead to know which batch is the last.
+    current = next(iterator, _END)
+    index = start
+    while current is not _END:
+        upcoming = next(iterator, _END)
+        yield index, current, upcoming is _END
         current = upcoming
         index += 1
+
+
+_END = object()
+
+
+class _SkipBatchSampler:
+    """Yield the batches of `inner` after the first `skip`, without loading the skipped samples.
+
+    `on_skipped` runs once the skipped index lists have been drawn: the resumed run puts its
+    random state back there, so the sampler's shuffle used the epoch's starting state.
+    """
+
+    def __init__(self, inner: Any, skip: int, on_skipped: Callable[[], None]) -> None:
+        self.inner = inner
+        self.skip = skip
+        self.on_skipped = on_skipped
+
+    def __iter__(self) -> Iterator[Any]:
+        iterator = iter(self.inner)
+        for _ in range(self.skip):
+            if next(iterator, _END) is _END:
+                break
+        self.on_skipped()
+        yield from iterator
+
+    def __len__(self) -> int:
+        return max(len(self.inner) - self.skip, 0)
+
+
+def resume_loader(loader: Any, skip: int, on_skipped: Callable[[], None]) -> tuple[Any, int]:
+    """Return a loader that starts at batch `skip`, and how many batches must still be consumed.
+
+    A plain map-style DataLoader is rebuilt around a batch sampler that skips index lists, so the
+    dataset is not read for skipped batches. Other iterables are read and the batches dropped.
+    """
+    if skip == 0:
+        on_skipped()
+        return loader, 0
+    if type(loader) is not DataLoader or isinstance(loader.dataset, IterableDataset):
+        return _ConsumeThenCall(loader, skip, on_skipped), skip
+    kwargs: dict[str, Any] = dict(
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+        pin_memory=loader.pin_memory,
+        timeout=loader.timeout,
+        worker_init_fn=loader.worker_init_fn,
+        multiprocessing_context=loader.multiprocessing_context,
+        generator=loader.generator,
+        persistent_workers=loader.persistent_workers,
+        pin_memory_device=loader.pin_memory_device,
+    )
+    if loader.num_workers > 0:
+        kwargs["prefetch_factor"] = loader.prefetch_factor
+    sampler = _SkipBatchSampler(loader.batch_sampler, skip, on_skipped)
+    return DataLoader(loader.dataset, batch_sampler=sampler, **kwargs), 0
+
+
+class _ConsumeThenCall:
+    """Iterate `loader`; call `on_skipped` once `skip` batches have been read."""
+
+    def __init__(self, loader: Any, skip: int, on_skipped: Callable[[], None]) -> None:
+        self.loader = loader
+        self.skip = skip
+        self.on_skipped = on_skipped
+
+    def __iter__(self) -> Iterator[Any]:
+        for index, batch in enumerate(self.loader):
+            if index == self.skip:
+                self.on_skipped()
+            yield batch
 
 
 def _combine_train(loader: Any) -> Any:

@@ -10,12 +10,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
 from fulmen.trainer import eval_loop
 from fulmen.trainer.call import call_callbacks, call_hook, call_module, is_overridden
-from fulmen.trainer.data import iterate
+from fulmen.trainer.data import iterate, resume_loader
 from fulmen.trainer.state import RunningStage
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_debug, rank_zero_info, rank_zero_warn
@@ -142,7 +143,12 @@ def run_training_epoch(trainer: Trainer) -> list[Any] | None:
     )
     outputs: list[Any] | None = [] if legacy else None
     skip = state.resume_batch_idx
-    for batch_idx, batch, is_last in iterate(data.train_loader, trainer.num_training_batches, skip):
+    if skip and state.extra.pop("resume_validation_due", False):
+        # The checkpoint was taken after the batch and before the validation it triggered.
+        state.batch_idx = skip - 1
+        _validate_in_fit(trainer, stepping=True)
+    loader, consume = _start_epoch_data(trainer, skip)
+    for batch_idx, batch, is_last in iterate(loader, trainer.num_training_batches, skip, consume):
         state.batch_idx = batch_idx
         trainer.is_last_batch = is_last
         batch = data.transfer(batch, 0)
@@ -157,6 +163,9 @@ def run_training_epoch(trainer: Trainer) -> list[Any] | None:
             output = _run_manual_batch(trainer, batch, batch_idx)
             stepping = True
         state.batches_done_in_epoch = batch_idx + 1
+        state.total_batches_seen += 1
+        # Counted after validation (the logger's x-axis), but already done for checkpoints.
+        state.extra["step_pending"] = stepping or not automatic
         if stepping:
             _step_schedulers(trainer, "step", plateau=False)
             if is_last:
@@ -170,12 +179,9 @@ def run_training_epoch(trainer: Trainer) -> list[Any] | None:
             (state.batches_that_stepped + 1) % trainer.log_every_n_steps == 0 or state.should_stop
         )
         results.step_end(should_log, step=state.batches_that_stepped)
-        state.total_batches_seen += 1
         if _should_check_val(trainer, batch_idx, is_last):
-            eval_loop.run_validation(trainer)
-            _step_schedulers(trainer, "step", plateau=True) if stepping else None
-            state.stage = RunningStage.TRAINING
-            trainer._results = results
+            _validate_in_fit(trainer, stepping)
+        state.extra["step_pending"] = False
         if stepping or not automatic:
             state.batches_that_stepped += 1
         if trainer.max_steps != -1 and state.global_step >= trainer.max_steps:
@@ -183,6 +189,77 @@ def run_training_epoch(trainer: Trainer) -> list[Any] | None:
         if state.should_stop and _can_stop_early(trainer):
             break
     return outputs
+
+
+def _validate_in_fit(trainer: Trainer, stepping: bool) -> None:
+    from fulmen.utilities.seed import isolate_rng
+
+    # Validation must not change the random numbers training draws next: a run resumed from a
+    # checkpoint taken before this validation must continue exactly as the original run did.
+    with isolate_rng():
+        eval_loop.run_validation(trainer)
+    if stepping:
+        _step_schedulers(trainer, "step", plateau=True)
+    trainer.state.stage = RunningStage.TRAINING
+    trainer._results = trainer._train_results
+    trainer.state.extra["validated"] = (trainer.state.epoch, trainer.state.batch_idx)
+
+
+def _start_epoch_data(trainer: Trainer, skip: int) -> tuple[Any, int]:
+    """Record the random state the epoch starts from; on a mid-epoch resume, replay it.
+
+    The shuffle of an epoch is drawn from the random state at its start, so a checkpoint stores
+    that state too. Resuming at batch `skip` restores it, lets the sampler draw the same order and
+    skip `skip` batches, then restores the state saved with the checkpoint for what follows.
+    """
+    from fulmen.utilities.seed import _collect_rng_states, _set_rng_states
+
+    data = trainer._data
+    assert data is not None
+    extra = trainer.state.extra
+    resume_rng = extra.pop("resume_rng", None)
+    epoch_start = extra.pop("resume_epoch_start_rng", None) if skip else None
+    if epoch_start is not None:
+        _set_rng_states(epoch_start["global"])
+        _set_loader_generators(data.train_loader, epoch_start.get("loader"))
+    elif resume_rng is not None:
+        # Resuming at an epoch boundary: continue from the state saved with the checkpoint.
+        _set_rng_states(resume_rng)
+        resume_rng = None
+    extra["epoch_start_rng"] = {
+        "global": _collect_rng_states(),
+        "loader": _loader_generator_states(data.train_loader),
+    }
+
+    def restore() -> None:
+        if resume_rng is not None:
+            _set_rng_states(resume_rng)
+
+    if skip >= trainer.num_training_batches:
+        restore()  # saved after the epoch's last batch: nothing of this epoch is left to read
+        return data.train_loader, 0
+    return resume_loader(data.train_loader, skip, restore)
+
+
+def _loader_generator_states(loader: Any) -> list[Any]:
+    """States of the explicit generators a DataLoader or its sampler shuffle with."""
+    generators = [
+        getattr(loader, "generator", None),
+        getattr(getattr(loader, "sampler", None), "generator", None),
+    ]
+    return [g.get_state() if isinstance(g, torch.Generator) else None for g in generators]
+
+
+def _set_loader_generators(loader: Any, states: list[Any] | None) -> None:
+    if not states:
+        return
+    generators = [
+        getattr(loader, "generator", None),
+        getattr(getattr(loader, "sampler", None), "generator", None),
+    ]
+    for generator, state in zip(generators, states):
+        if isinstance(generator, torch.Generator) and state is not None:
+            generator.set_state(state)
 
 
 def _should_accumulate(trainer: Trainer, batch_idx: int, is_last: bool) -> bool:
