@@ -242,3 +242,22 @@ def test_save_hyperparameters_collects_the_whole_init_chain() -> None:
             super().__init__(width=64, **kwargs)
 
     assert dict(Child(dropout=0.1, depth=3).hparams) == {"width": 64, "depth": 3, "dropout": 0.1}
+
+
+def test_logging_a_name_with_changed_options_is_a_clear_error() -> None:
+    class Changing(Base):  # type: ignore[misc,valid-type]
+        def training_step(self, batch: Any, batch_idx: int) -> Any:
+            self.log("x", 1.0, prog_bar=batch_idx == 1)
+            return super().training_step(batch, batch_idx)
+
+    with pytest.raises(MisconfigurationException, match="prog_bar=False.*then.*prog_bar=True"):
+        fulmen.Trainer(max_epochs=1, limit_train_batches=2, **QUIET).fit(Changing())
+
+
+def test_logging_a_dict_value_points_to_log_dict() -> None:
+    class DictLog(Base):  # type: ignore[misc,valid-type]
+        def training_step(self, batch: Any, batch_idx: int) -> Any:
+            self.log("x", {"a": 1.0})
+
+    with pytest.raises(MisconfigurationException, match="log_dict"):
+        fulmen.Trainer(max_epochs=1, limit_train_batches=1, **QUIET).fit(DictLog())

@@ -243,11 +243,16 @@ class Results:
         options: tuple[Any, ...],
         value: Any,
     ) -> _Metric:
-        if old is not None and (old.fx != fx or old.options != options) and old.stamp == self.stamp:
+        if old is not None and old.fx == fx and old.options != options:
             raise MisconfigurationException(
-                f"You called `self.log({name!r}, ...)` twice in one step with different "
-                f"arguments (first in `{old.fx}`, then in `{fx}`). Log each name once per step, "
-                "or use different names."
+                f"You called `self.log({name!r}, ...)` in `{fx}` with different arguments than "
+                f"before ({_describe(old.options)} then {_describe(options)}). Keep the options of "
+                "a name the same, or log under another name."
+            )
+        if old is not None and old.fx != fx and old.stamp == self.stamp:
+            raise MisconfigurationException(
+                f"You called `self.log({name!r}, ...)` in `{old.fx}` and again in `{fx}` for the "
+                "same batch. Log each name from one hook, or use different names."
             )
         metric = _Metric(name, key, fx, options)
         if _is_torchmetric(value):
@@ -417,6 +422,15 @@ class Results:
         self.callback = other.callback
         self.logged = other.logged
         self._progress = other._progress
+
+
+def _describe(options: tuple[Any, ...]) -> str:
+    on_step, on_epoch, prog_bar, logger, reduce, sync_dist = options[:6]
+    reduce_name = reduce if isinstance(reduce, str) else getattr(reduce, "__name__", repr(reduce))
+    return (
+        f"on_step={on_step}, on_epoch={on_epoch}, prog_bar={prog_bar}, logger={logger}, "
+        f"reduce_fx={reduce_name!r}, sync_dist={sync_dist}"
+    )
 
 
 def _is_torchmetric(value: Any) -> bool:

@@ -184,6 +184,8 @@ def run_training_epoch(trainer: Trainer) -> list[Any] | None:
         state.extra["step_pending"] = False
         if stepping or not automatic:
             state.batches_that_stepped += 1
+        if trainer.received_sigterm:
+            _stop_for_preemption(trainer)
         if trainer.max_steps != -1 and state.global_step >= trainer.max_steps:
             break
         if state.should_stop and _can_stop_early(trainer):
@@ -260,6 +262,23 @@ def _set_loader_generators(loader: Any, states: list[Any] | None) -> None:
     for generator, state in zip(generators, states):
         if isinstance(generator, torch.Generator) and state is not None:
             generator.set_state(state)
+
+
+def _stop_for_preemption(trainer: Trainer) -> None:
+    """Save where `ckpt_path="last"` finds it, then end the run through the exception path."""
+    import os
+
+    from fulmen.callbacks.model_checkpoint import ModelCheckpoint
+    from fulmen.utilities.exceptions import SIGTERMException
+
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.dirpath and not trainer.fast_dev_run:
+            name = callback.CHECKPOINT_NAME_LAST + callback.FILE_EXTENSION
+            path = os.path.join(str(callback.dirpath), name)
+            trainer.save_checkpoint(path)
+            rank_zero_info(f"Received SIGTERM: saved {path}; resume with `fit(ckpt_path='last')`.")
+            break
+    raise SIGTERMException(143)
 
 
 def _should_accumulate(trainer: Trainer, batch_idx: int, is_last: bool) -> bool:

@@ -513,6 +513,7 @@ class Trainer:
                 with (
                     self.profiler.profile("run_fit"),
                     torch.autograd.set_detect_anomaly(self.detect_anomaly),
+                    _preemption_signals(self),
                 ):
                     self.profiler.setup(
                         stage="fit", local_rank=self._profiler_rank, log_dir=self.log_dir
@@ -907,6 +908,34 @@ class Trainer:
                 "`fulmen.tuner.Tuner(trainer).lr_find(model)` or `.scale_batch_size(model)`."
             )
         raise AttributeError(f"'Trainer' object has no attribute {name!r}")
+
+
+@contextmanager
+def _preemption_signals(trainer: Trainer) -> Generator[None]:
+    """While fit runs, SIGTERM (and SLURM's SIGUSR1) only set a flag; the loop acts on it.
+
+    Saving inside a signal handler could run in the middle of a backward pass. Instead the loop
+    finishes the batch, saves, and ends the run with `SIGTERMException` (exit code 143).
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signals = [signal.SIGTERM]
+    if "SLURM_JOB_ID" in os.environ and hasattr(signal, "SIGUSR1"):
+        signals.append(signal.SIGUSR1)
+
+    def handler(signum: int, frame: Any) -> None:
+        trainer.received_sigterm = True
+
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _unwrap(loaders: list[Any] | None) -> Any:

@@ -1,10 +1,6 @@
 """Checkpoint IO plugins."""
 
-from fulmen.plugins.io.checkpoint_io import (
-    AsyncCheckpointIO,
-    CheckpointIO,
-    TorchCheckpointIO,
-    XLACheckpointIO,
-)
+from fulmen.plugins.io.async_checkpoint_io import AsyncCheckpointIO
+from fulmen.plugins.io.checkpoint_io import CheckpointIO, TorchCheckpointIO, XLACheckpointIO
 
 __all__ = ["AsyncCheckpointIO", "CheckpointIO", "TorchCheckpointIO", "XLACheckpointIO"]
