@@ -44,22 +44,36 @@ def run(root: Path, mode: str) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
+def finish(process: subprocess.Popen[str], timeout: float) -> tuple[int, str]:
+    """Wait for the process, read what is left of its output and close its pipes."""
+    try:
+        _, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, stderr = process.communicate()
+    return process.returncode, stderr
+
+
 def test_sigterm_saves_last_and_the_resumed_run_matches_an_unbroken_one(tmp_path: Path) -> None:
-    unbroken = run(tmp_path / "unbroken", "go")
-    assert unbroken.wait(timeout=120) == 0, unbroken.stderr.read() if unbroken.stderr else ""
+    code, stderr = finish(run(tmp_path / "unbroken", "go"), timeout=120)
+    assert code == 0, stderr
 
     stopped = run(tmp_path / "stopped", "stop")
     assert stopped.stdout is not None
     deadline = time.monotonic() + 60
     while stopped.stdout.readline().strip() != "READY":
-        assert time.monotonic() < deadline and stopped.poll() is None
+        if time.monotonic() > deadline or stopped.poll() is not None:
+            finish(stopped, timeout=5)
+            raise AssertionError("the training process never reached the slow batch")
     stopped.send_signal(signal.SIGTERM)
-    assert stopped.wait(timeout=60) == 143
+    code, stderr = finish(stopped, timeout=60)
+    assert code == 143, stderr
     assert (tmp_path / "stopped" / "ckpts" / "last.ckpt").exists()
     assert not (tmp_path / "stopped" / "final.pt").exists()
 
-    resumed = run(tmp_path / "stopped", "go")  # the same command line, as a requeue would run it
-    assert resumed.wait(timeout=120) == 0, resumed.stderr.read() if resumed.stderr else ""
+    # The same command line again, as a requeued job would run it.
+    code, stderr = finish(run(tmp_path / "stopped", "go"), timeout=120)
+    assert code == 0, stderr
     expected = torch.load(tmp_path / "unbroken" / "final.pt", weights_only=True)
     got = torch.load(tmp_path / "stopped" / "final.pt", weights_only=True)
     assert all(torch.equal(got[k], v) for k, v in expected.items())

@@ -1440,3 +1440,38 @@ def test_properties_match_lightning(tmp_path: Path) -> None:
     for hook in PROPERTY_HOOKS:
         assert expected[hook] == EXPECTED_PROPERTIES[hook], hook
     assert actual == expected
+
+
+def _defaults_without_logger(pl: ModuleType, root: Path) -> dict[str, Any]:
+    with_checkpoint = pl.Trainer(logger=False, default_root_dir=root)
+    plain = pl.Trainer(logger=False, enable_checkpointing=False, default_root_dir=root)
+    return dict(
+        log_dir=with_checkpoint.log_dir,
+        logger=with_checkpoint.logger,
+        loggers=with_checkpoint.loggers,
+        default_checkpoint=type(with_checkpoint.checkpoint_callback).__name__,
+        early_stopping=with_checkpoint.early_stopping_callback,
+        no_checkpoint=(plain.checkpoint_callback, plain.checkpoint_callbacks),
+        no_early_stopping=plain.early_stopping_callbacks,
+    )
+
+
+def test_properties_without_logger_or_extra_callbacks(tmp_path: Path) -> None:
+    assert _defaults_without_logger(fulmen, tmp_path) == dict(
+        log_dir=str(tmp_path),  # no logger: log_dir is default_root_dir
+        logger=None,
+        loggers=[],
+        default_checkpoint="ModelCheckpoint",
+        early_stopping=None,
+        no_checkpoint=(None, []),
+        no_early_stopping=[],
+    )
+
+
+@compat
+def test_properties_without_logger_match_lightning(tmp_path: Path) -> None:
+    expected, actual = _both(_defaults_without_logger, tmp_path)
+    assert actual["log_dir"] == str(tmp_path / "fulmen")
+    assert expected["log_dir"] == str(tmp_path / "lightning")
+    del actual["log_dir"], expected["log_dir"]
+    assert actual == expected

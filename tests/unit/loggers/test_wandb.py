@@ -8,6 +8,7 @@ import inspect
 import json
 import pickle
 import struct
+import time
 from argparse import Namespace
 from pathlib import Path
 from types import SimpleNamespace
@@ -38,11 +39,24 @@ def wandb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 def _records(save_dir: Path, run_id: str) -> list[Any]:
-    """Return the records of the offline run file: a LevelDB-style log of protobuf records."""
+    """Return the records of the offline run file: a LevelDB-style log of protobuf records.
+
+    `wandb.finish()` can return before its service has written the file, so this waits (up to
+    30 s) for the closing `exit` record.
+    """
+    (path,) = glob.glob(str(save_dir / "wandb" / "offline-run-*" / f"run-{run_id}.wandb"))
+    deadline = time.monotonic() + 30
+    records = _parse_run_file(Path(path).read_bytes())
+    while not records or records[-1].WhichOneof("record_type") != "exit":
+        assert time.monotonic() < deadline, f"{path} has no exit record"
+        time.sleep(0.05)
+        records = _parse_run_file(Path(path).read_bytes())
+    return records
+
+
+def _parse_run_file(data: bytes) -> list[Any]:
     from wandb.proto import wandb_internal_pb2
 
-    (path,) = glob.glob(str(save_dir / "wandb" / "offline-run-*" / f"run-{run_id}.wandb"))
-    data = Path(path).read_bytes()
     assert data[:4] == b":W&B"
     block_size, position, pending, records = 32768, 7, b"", []
     while position + 7 <= len(data):
@@ -51,6 +65,8 @@ def _records(save_dir: Path, run_id: str) -> list[Any]:
             position += left_in_block
             continue
         _crc, length, kind = struct.unpack("<IHB", data[position : position + 7])
+        if position + 7 + length > len(data):  # still being written
+            break
         pending += data[position + 7 : position + 7 + length]
         position += 7 + length
         if kind in (1, 4):  # a whole record, or the last piece of one
@@ -172,7 +188,8 @@ def test_metrics_are_logged_with_trainer_global_step_and_prefix(wandb: Any, tmp_
     history = _finish_and_read(wandb, logger, tmp_path)["history"]
     assert history == [
         {"train-loss": 0.5, "train-acc": 0.25, "trainer/global_step": 3},
-        {"train-loss": 0.125},
+        # W&B repeats the last step value in rows logged without one (step_sync).
+        {"train-loss": 0.125, "trainer/global_step": 3},
     ]
 
 
@@ -296,7 +313,7 @@ def test_log_model_all_uploads_each_new_checkpoint_once(wandb: Any, tmp_path: Pa
     logger.after_save_checkpoint(callback)  # type: ignore[arg-type]
     (artifact,) = _finish_and_read(wandb, logger, tmp_path)["artifacts"]
     assert artifact.name == f"model-{logger.version}"
-    assert list(artifact.aliases) == ["latest", "best"]
+    assert sorted(artifact.aliases) == ["best", "latest"]
     assert [entry.path for entry in artifact.manifest.contents] == ["model.ckpt"]
     assert json.loads(artifact.metadata) == {
         "score": 0.0,
@@ -314,6 +331,7 @@ def test_log_model_all_uploads_each_new_checkpoint_once(wandb: Any, tmp_path: Pa
 def test_log_model_true_uploads_at_the_end_of_a_successful_fit(wandb: Any, tmp_path: Path) -> None:
     logger = WandbLogger(save_dir=tmp_path, log_model=True, checkpoint_name="my-model")
     callback = _checkpoint_callback(tmp_path, ["a.ckpt", "b.ckpt"], best="a.ckpt")
+    assert logger.experiment is wandb.run  # the run a fit would have started
     logger.after_save_checkpoint(callback)  # type: ignore[arg-type]
     logger.finalize("failed")
     logger.finalize("success")
