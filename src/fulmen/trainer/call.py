@@ -16,7 +16,15 @@ from fulmen.core.hooks import CheckpointHooks, DataHooks, ModelHooks
 if TYPE_CHECKING:
     from fulmen.trainer.trainer import Trainer
 
-__all__ = ["call_callbacks", "call_hook", "call_module", "call_datamodule", "is_overridden"]
+__all__ = [
+    "call_callbacks",
+    "call_datamodule",
+    "call_hook",
+    "call_module",
+    "call_setup_hook",
+    "call_teardown_hook",
+    "is_overridden",
+]
 
 # Base hooks whose default body does nothing: skipping them changes nothing.
 _MODULE_NOOPS = {
@@ -161,3 +169,17 @@ def call_hook(trainer: Trainer, name: str, *args: Any) -> Any:
     """Run hook `name` on each callback in order, then on the module; return the module's result."""
     call_callbacks(trainer, name, *args)
     return call_module(trainer, name, *args)
+
+
+def call_setup_hook(trainer: Trainer, stage: str) -> None:
+    """Run `setup(stage)` on the datamodule, the callbacks, then the module."""
+    call_datamodule(trainer, "setup", stage=stage)
+    call_callbacks(trainer, "setup", stage)
+    call_module(trainer, "setup", stage=stage)
+
+
+def call_teardown_hook(trainer: Trainer, stage: str) -> None:
+    """Run `teardown(stage)` on the datamodule, the callbacks, then the module."""
+    call_datamodule(trainer, "teardown", stage=stage)
+    call_callbacks(trainer, "teardown", stage)
+    call_module(trainer, "teardown", stage=stage)

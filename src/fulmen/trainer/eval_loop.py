@@ -15,7 +15,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from fulmen.trainer.call import call_callbacks, call_hook, call_module, is_overridden
+from fulmen.trainer.call import (
+    call_callbacks,
+    call_hook,
+    call_module,
+    call_teardown_hook,
+    is_overridden,
+)
 from fulmen.trainer.data import iterate
 from fulmen.trainer.state import RunningStage, TrainerFn
 
@@ -68,7 +74,7 @@ def run_sanity_check(trainer: Trainer) -> None:
         _run_eval(trainer, RunningStage.SANITY_CHECKING, loaders, trainer.num_sanity_val_batches)
     call_callbacks(trainer, "on_sanity_check_end")
     trainer._results.clear_views()
-    trainer.state.stage = None
+    trainer.state.stage = RunningStage.TRAINING
 
 
 def run_validation(trainer: Trainer) -> None:
@@ -98,7 +104,7 @@ def run_evaluation_entry(trainer: Trainer, fn: TrainerFn) -> list[dict[str, floa
     results: list[dict[str, float]] = []
     if sum(counts) > 0:
         results = _run_eval(trainer, stage, loaders, counts)
-    trainer._call_teardown_hook(str(fn))
+    call_teardown_hook(trainer, str(fn))
     if getattr(trainer, "_verbose_eval", True) and trainer.is_global_zero and results:
         _print_results(results, "Validate" if stage == RunningStage.VALIDATING else "Test")
     return results
@@ -215,7 +221,7 @@ def run_predict(trainer: Trainer) -> list[Any] | list[list[Any]] | None:
     predictions: list[list[Any]] = [[] for _ in loaders]
     trainer.predict_predictions = predictions
     if sum(counts) == 0:
-        trainer._call_teardown_hook("predict")
+        call_teardown_hook(trainer, "predict")
         return None
     modes = _capture_modes(trainer)
     call_module(trainer, "on_predict_model_eval")
@@ -234,7 +240,7 @@ def run_predict(trainer: Trainer) -> list[Any] | list[list[Any]] | None:
         call_hook(trainer, "on_predict_epoch_end")
         call_hook(trainer, "on_predict_end")
     _restore_modes(modes)
-    trainer._call_teardown_hook("predict")
+    call_teardown_hook(trainer, "predict")
     if not getattr(trainer, "_return_predictions", True):
         return None
     return predictions if multiple else predictions[0]

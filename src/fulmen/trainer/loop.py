@@ -15,7 +15,13 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from fulmen.trainer import eval_loop
-from fulmen.trainer.call import call_callbacks, call_hook, call_module, is_overridden
+from fulmen.trainer.call import (
+    call_callbacks,
+    call_hook,
+    call_module,
+    call_teardown_hook,
+    is_overridden,
+)
 from fulmen.trainer.data import iterate, resume_loader
 from fulmen.trainer.state import RunningStage
 from fulmen.utilities.exceptions import MisconfigurationException
@@ -59,7 +65,7 @@ def run_fit(trainer: Trainer) -> None:
     state.stage = RunningStage.TRAINING
     call_hook(trainer, "on_train_end")
     call_hook(trainer, "on_fit_end")
-    trainer._call_teardown_hook("fit")
+    call_teardown_hook(trainer, "fit")
 
 
 def _end_training_epoch(trainer: Trainer, outputs: list[Any] | None) -> None:

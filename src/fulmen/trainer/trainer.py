@@ -22,16 +22,13 @@ from fulmen.core.datamodule import LightningDataModule
 from fulmen.core.module import LightningModule
 from fulmen.trainer import arguments as args_
 from fulmen.trainer.call import (
-    call_callbacks,
-    call_datamodule,
     call_hook,
-    call_module,
-    is_overridden,
 )
 from fulmen.trainer.logging import Results
-from fulmen.trainer.state import RunningStage, TrainerFn, TrainerState, TrainerStatus
+from fulmen.trainer.run import run_stage
+from fulmen.trainer.state import RunningStage, TrainerFn, TrainerState
 from fulmen.utilities.exceptions import MisconfigurationException
-from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from fulmen.utilities.rank_zero import rank_zero_info
 
 if TYPE_CHECKING:
     from fulmen.accelerators import Accelerator
@@ -344,7 +341,7 @@ class Trainer:
         self._data = DataSource(
             self, model, datamodule, train=train_dataloaders, val=val_dataloaders
         )
-        self._run(model, datamodule, TrainerFn.FITTING, ckpt_path, weights_only)
+        run_stage(self, model, datamodule, TrainerFn.FITTING, ckpt_path, weights_only)
 
     def validate(
         self,
@@ -391,7 +388,7 @@ class Trainer:
 
         self._return_predictions = True if return_predictions is None else return_predictions
         self._data = DataSource(self, model, datamodule, predict=dataloaders)
-        result = self._run(model, datamodule, TrainerFn.PREDICTING, ckpt_path, weights_only)
+        result = run_stage(self, model, datamodule, TrainerFn.PREDICTING, ckpt_path, weights_only)
         return result  # type: ignore[no-any-return]
 
     def _evaluate(
@@ -412,7 +409,7 @@ class Trainer:
         key = "val" if fn == TrainerFn.VALIDATING else "test"
         self._data = DataSource(self, model, datamodule, **{key: dataloaders})
         self._verbose_eval = verbose
-        result = self._run(model, datamodule, fn, ckpt_path, weights_only)
+        result = run_stage(self, model, datamodule, fn, ckpt_path, weights_only)
         return result  # type: ignore[no-any-return]
 
     def _resolve_eval_inputs(
@@ -459,177 +456,6 @@ class Trainer:
             )
 
     # ================================================================== the shared run
-
-    def _run(
-        self,
-        model: LightningModule,
-        datamodule: LightningDataModule | None,
-        fn: TrainerFn,
-        ckpt_path: str | Path | None,
-        weights_only: bool | None,
-    ) -> Any:
-        from fulmen.trainer import checkpoint as ckpt
-        from fulmen.trainer import eval_loop, loop
-
-        if model._trainer is not None and model._trainer is not self:
-            model.trainer = None
-        self.state.fn = fn
-        self.state.status = TrainerStatus.RUNNING
-        self.state.should_stop = False
-        self.interrupted = False
-        self._lightning_module = model
-        model.trainer = self
-        self.datamodule = datamodule
-        if datamodule is not None:
-            datamodule.trainer = self
-        self._hook_cache = {}
-        self._results = self._train_results
-        self._results.reset()
-        self._results.clear_views()
-        self.strategy.connect(model)
-        checks_stage = {
-            TrainerFn.FITTING: "fit",
-            TrainerFn.VALIDATING: "validate",
-            TrainerFn.TESTING: "test",
-            TrainerFn.PREDICTING: "predict",
-        }[fn]
-        _check_legacy_hooks(model, checks_stage)
-        self._data.check(fn)  # type: ignore[union-attr]
-        try:
-            self._attach_configured_callbacks(model)
-            self.strategy.setup_environment()
-            self._call_prepare_data()
-            self._call_setup_hook(checks_stage)
-            call_module(self, "configure_model")
-            self.strategy.setup(model)
-            checkpoint = ckpt.resolve_and_load(self, fn, ckpt_path, weights_only)
-            if checkpoint is not None:
-                ckpt.restore_model(self, checkpoint)
-            if fn == TrainerFn.FITTING:
-                self._configure_optimizers(model)
-                if checkpoint is not None:
-                    ckpt.restore_training_state(self, checkpoint)
-                self._log_hyperparams(model, datamodule)
-                with (
-                    self.profiler.profile("run_fit"),
-                    torch.autograd.set_detect_anomaly(self.detect_anomaly),
-                    _preemption_signals(self),
-                ):
-                    self.profiler.setup(
-                        stage="fit", local_rank=self._profiler_rank, log_dir=self.log_dir
-                    )
-                    loop.run_fit(self)
-                result = None
-            elif fn == TrainerFn.PREDICTING:
-                self.profiler.setup(
-                    stage="predict", local_rank=self._profiler_rank, log_dir=self.log_dir
-                )
-                result = eval_loop.run_predict(self)
-            else:
-                self.profiler.setup(
-                    stage=str(fn), local_rank=self._profiler_rank, log_dir=self.log_dir
-                )
-                result = eval_loop.run_evaluation_entry(self, fn)
-            self._teardown(checks_stage)
-            self.state.status = TrainerStatus.FINISHED
-            return result
-        except BaseException as exception:
-            self._on_exception(exception, checks_stage)
-            raise
-        finally:
-            self.state.stage = None
-
-    def _on_exception(self, exception: BaseException, stage: str) -> None:
-        self.state.status = TrainerStatus.INTERRUPTED
-        if isinstance(exception, KeyboardInterrupt):
-            self.interrupted = True
-            rank_zero_warn("Detected KeyboardInterrupt, attempting graceful shutdown ...")
-        call_callbacks(self, "on_exception", exception)
-        if self.datamodule is not None:
-            self.datamodule.on_exception(exception)
-        if hasattr(self.lightning_module, "on_exception"):
-            self.lightning_module.on_exception(exception)  # type: ignore[operator]
-        for logger in self.loggers:
-            logger.finalize("failed")
-        self.profiler.teardown(stage)
-        self.strategy.teardown()
-
-    def _teardown(self, stage: str) -> None:
-        if self.state.fn == TrainerFn.FITTING:
-            for logger in self.loggers:
-                logger.finalize("success")
-        self.profiler.describe()
-        self.profiler.teardown(stage)
-        self.strategy.teardown()
-
-    def _attach_configured_callbacks(self, model: LightningModule) -> None:
-        returned = call_module(self, "configure_callbacks")
-        if not returned:
-            return
-        extra = list(returned) if isinstance(returned, (list, tuple)) else [returned]
-        types = {type(cb) for cb in extra}
-        kept = [cb for cb in self.callbacks if type(cb) not in types]
-        self.callbacks = args_.order_callbacks(kept + extra)
-        self._hook_cache = {}
-
-    def _call_prepare_data(self) -> None:
-        module = self.lightning_module
-        datamodule = self.datamodule
-        # prepare_data runs once per node (local rank 0), or once in all if the user asks so.
-        for obj in (datamodule, module):
-            if obj is None:
-                continue
-            per_node = getattr(obj, "prepare_data_per_node", True)
-            if (per_node and self.local_rank == 0) or (not per_node and self.global_rank == 0):
-                if obj is module:
-                    call_module(self, "prepare_data")
-                else:
-                    call_datamodule(self, "prepare_data")
-        self.strategy.barrier("prepare_data")
-
-    def _call_setup_hook(self, stage: str) -> None:
-        call_datamodule(self, "setup", stage=stage)
-        call_callbacks(self, "setup", stage)
-        call_module(self, "setup", stage=stage)
-
-    def _call_teardown_hook(self, stage: str) -> None:
-        call_datamodule(self, "teardown", stage=stage)
-        call_callbacks(self, "teardown", stage)
-        call_module(self, "teardown", stage=stage)
-
-    def _configure_optimizers(self, model: LightningModule) -> None:
-        from fulmen.core.optimizer import LightningOptimizer, init_optimizers_and_schedulers
-
-        returned = call_module(self, "configure_optimizers")
-        optimizers, configs = init_optimizers_and_schedulers(returned, model.automatic_optimization)
-        self.optimizers = optimizers
-        self.lr_scheduler_configs = configs
-        self.strategy.optimizers = optimizers
-        self.strategy._lightning_optimizers = [LightningOptimizer(opt, self) for opt in optimizers]
-
-    def _log_hyperparams(
-        self, model: LightningModule, datamodule: LightningDataModule | None
-    ) -> None:
-        if not self.loggers or not self.enable_autolog_hparams:
-            return
-        params: dict[str, Any] = {}
-        if datamodule is not None and datamodule._log_hyperparams:
-            params.update(datamodule.hparams_initial)
-        if model._log_hyperparams:
-            for key, value in model.hparams_initial.items():
-                if key in params and params[key] != value:
-                    raise MisconfigurationException(
-                        f"Hyperparameter {key!r} differs between the LightningModule ({value!r}) "
-                        f"and the LightningDataModule ({params[key]!r}); rename one of them."
-                    )
-                params[key] = value
-        for logger in self.loggers:
-            if params:
-                logger.log_hyperparams(params)
-            logger.log_graph(model)
-            logger.save()
-
-    # ================================================================== optimization helpers
 
     def _run_backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
         """Backward with its hooks: used by the loop and by `manual_backward`."""
@@ -910,66 +736,7 @@ class Trainer:
         raise AttributeError(f"'Trainer' object has no attribute {name!r}")
 
 
-@contextmanager
-def _preemption_signals(trainer: Trainer) -> Generator[None]:
-    """While fit runs, SIGTERM (and SLURM's SIGUSR1) only set a flag; the loop acts on it.
-
-    Saving inside a signal handler could run in the middle of a backward pass. Instead the loop
-    finishes the batch, saves, and ends the run with `SIGTERMException` (exit code 143).
-    """
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    signals = [signal.SIGTERM]
-    if "SLURM_JOB_ID" in os.environ and hasattr(signal, "SIGUSR1"):
-        signals.append(signal.SIGUSR1)
-
-    def handler(signum: int, frame: Any) -> None:
-        trainer.received_sigterm = True
-
-    previous = {sig: signal.signal(sig, handler) for sig in signals}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 def _unwrap(loaders: list[Any] | None) -> Any:
     if not loaders:
         return None
     return loaders[0] if len(loaders) == 1 else loaders
-
-
-_LEGACY_STEP_END = ("training_step_end", "validation_step_end", "test_step_end")
-
-
-def _check_legacy_hooks(model: LightningModule, stage: str) -> None:
-    """Warn about Lightning 1.x hooks: `*_step_end` are never called; `*_epoch_end` still are."""
-    for name in _LEGACY_STEP_END:
-        if callable(getattr(model, name, None)):
-            rank_zero_warn(
-                f"`{type(model).__name__}.{name}` is a Lightning 1.x hook that is never called "
-                f"in fulmen (nor in Lightning 2). Move its code into `{name[:-4]}` or "
-                f"`on_{name.split('_')[0].replace('training', 'train')}_batch_end`.",
-                category=FutureWarning,
-            )
-    for name in ("training_epoch_end", "validation_epoch_end", "test_epoch_end"):
-        if callable(getattr(model, name, None)):
-            modern = {
-                "training_epoch_end": "on_train_epoch_end",
-                "validation_epoch_end": "on_validation_epoch_end",
-                "test_epoch_end": "on_test_epoch_end",
-            }[name]
-            rank_zero_warn(
-                f"`{type(model).__name__}.{name}(outputs)` is a Lightning 1.x hook; fulmen still "
-                f"calls it with the step outputs, but the modern form is `{modern}()` with the "
-                "outputs you need kept as attributes.",
-                category=FutureWarning,
-            )
-
-
-__all__ += ["is_overridden"]

@@ -1,0 +1,268 @@
+"""What every entry point does around its loop: attach, set up, restore, run, tear down.
+
+`run_stage` is the shape fit/validate/test/predict share. The loops themselves live in `loop.py`
+(fit) and `eval_loop.py` (validate, test, predict).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from fulmen.trainer import arguments as args_
+from fulmen.trainer.call import (
+    call_callbacks,
+    call_datamodule,
+    call_module,
+    call_setup_hook,
+)
+from fulmen.trainer.state import RunningStage, TrainerFn, TrainerStatus
+from fulmen.utilities.exceptions import MisconfigurationException
+from fulmen.utilities.rank_zero import rank_zero_warn
+
+if TYPE_CHECKING:
+    from fulmen.core.datamodule import LightningDataModule
+    from fulmen.core.module import LightningModule
+    from fulmen.trainer.trainer import Trainer
+
+__all__ = ["run_stage"]
+
+
+def run_stage(
+    trainer: Trainer,
+    model: LightningModule,
+    datamodule: LightningDataModule | None,
+    fn: TrainerFn,
+    ckpt_path: str | Path | None,
+    weights_only: bool | None,
+) -> Any:
+    """Run one entry point: attach, set up, restore `ckpt_path`, run its loop, tear down."""
+    from fulmen.trainer import checkpoint as ckpt
+    from fulmen.trainer import eval_loop, loop
+
+    if model._trainer is not None and model._trainer is not trainer:
+        model.trainer = None
+    trainer.state.fn = fn
+    # As in Lightning, the stage is known from the start: `trainer.training` is True in setup.
+    trainer.state.stage = {
+        TrainerFn.FITTING: RunningStage.TRAINING,
+        TrainerFn.VALIDATING: RunningStage.VALIDATING,
+        TrainerFn.TESTING: RunningStage.TESTING,
+        TrainerFn.PREDICTING: RunningStage.PREDICTING,
+    }[fn]
+    trainer.state.status = TrainerStatus.RUNNING
+    trainer.state.should_stop = False
+    trainer.interrupted = False
+    trainer._lightning_module = model
+    model.trainer = trainer
+    trainer.datamodule = datamodule
+    if datamodule is not None:
+        datamodule.trainer = trainer
+    trainer._hook_cache = {}
+    trainer._results = trainer._train_results
+    trainer._results.reset()
+    trainer._results.clear_views()
+    trainer.strategy.connect(model)
+    stage_name = {
+        TrainerFn.FITTING: "fit",
+        TrainerFn.VALIDATING: "validate",
+        TrainerFn.TESTING: "test",
+        TrainerFn.PREDICTING: "predict",
+    }[fn]
+    _check_legacy_hooks(model, stage_name)
+    trainer._data.check(fn)  # type: ignore[union-attr]
+    try:
+        attach_configured_callbacks(trainer, model)
+        trainer.strategy.setup_environment()
+        call_prepare_data(trainer)
+        call_setup_hook(trainer, stage_name)
+        call_module(trainer, "configure_model")
+        trainer.strategy.setup(model)
+        checkpoint = ckpt.resolve_and_load(trainer, fn, ckpt_path, weights_only)
+        if checkpoint is not None:
+            ckpt.restore_model(trainer, checkpoint)
+        if fn == TrainerFn.FITTING:
+            configure_optimizers(trainer, model)
+            if checkpoint is not None:
+                ckpt.restore_training_state(trainer, checkpoint)
+            log_hyperparams(trainer, model, datamodule)
+            with (
+                trainer.profiler.profile("run_fit"),
+                torch.autograd.set_detect_anomaly(trainer.detect_anomaly),
+                _preemption_signals(trainer),
+            ):
+                trainer.profiler.setup(
+                    stage="fit", local_rank=trainer._profiler_rank, log_dir=trainer.log_dir
+                )
+                loop.run_fit(trainer)
+            result = None
+        elif fn == TrainerFn.PREDICTING:
+            trainer.profiler.setup(
+                stage="predict", local_rank=trainer._profiler_rank, log_dir=trainer.log_dir
+            )
+            result = eval_loop.run_predict(trainer)
+        else:
+            trainer.profiler.setup(
+                stage=str(fn), local_rank=trainer._profiler_rank, log_dir=trainer.log_dir
+            )
+            result = eval_loop.run_evaluation_entry(trainer, fn)
+        teardown(trainer, stage_name)
+        trainer.state.status = TrainerStatus.FINISHED
+        return result
+    except BaseException as exception:
+        handle_exception(trainer, exception, stage_name)
+        raise
+    finally:
+        trainer.state.stage = None
+
+
+def handle_exception(trainer: Trainer, exception: BaseException, stage: str) -> None:
+    trainer.state.status = TrainerStatus.INTERRUPTED
+    if isinstance(exception, KeyboardInterrupt):
+        trainer.interrupted = True
+        rank_zero_warn("Detected KeyboardInterrupt, attempting graceful shutdown ...")
+    call_callbacks(trainer, "on_exception", exception)
+    if trainer.datamodule is not None:
+        trainer.datamodule.on_exception(exception)
+    if hasattr(trainer.lightning_module, "on_exception"):
+        trainer.lightning_module.on_exception(exception)  # type: ignore[operator]
+    for logger in trainer.loggers:
+        logger.finalize("failed")
+    trainer.profiler.teardown(stage)
+    trainer.strategy.teardown()
+
+
+def teardown(trainer: Trainer, stage: str) -> None:
+    if trainer.state.fn == TrainerFn.FITTING:
+        for logger in trainer.loggers:
+            logger.finalize("success")
+    trainer.profiler.describe()
+    trainer.profiler.teardown(stage)
+    trainer.strategy.teardown()
+
+
+def attach_configured_callbacks(trainer: Trainer, model: LightningModule) -> None:
+    returned = call_module(trainer, "configure_callbacks")
+    if not returned:
+        return
+    extra = list(returned) if isinstance(returned, (list, tuple)) else [returned]
+    types = {type(cb) for cb in extra}
+    kept = [cb for cb in trainer.callbacks if type(cb) not in types]
+    trainer.callbacks = args_.order_callbacks(kept + extra)
+    trainer._hook_cache = {}
+
+
+def call_prepare_data(trainer: Trainer) -> None:
+    module = trainer.lightning_module
+    datamodule = trainer.datamodule
+    # prepare_data runs once per node (local rank 0), or once in all if the user asks so.
+    for obj in (datamodule, module):
+        if obj is None:
+            continue
+        per_node = getattr(obj, "prepare_data_per_node", True)
+        if (per_node and trainer.local_rank == 0) or (not per_node and trainer.global_rank == 0):
+            if obj is module:
+                call_module(trainer, "prepare_data")
+            else:
+                call_datamodule(trainer, "prepare_data")
+    trainer.strategy.barrier("prepare_data")
+
+
+def configure_optimizers(trainer: Trainer, model: LightningModule) -> None:
+    from fulmen.core.optimizer import LightningOptimizer, init_optimizers_and_schedulers
+
+    returned = call_module(trainer, "configure_optimizers")
+    optimizers, configs = init_optimizers_and_schedulers(returned, model.automatic_optimization)
+    trainer.optimizers = optimizers
+    trainer.lr_scheduler_configs = configs
+    trainer.strategy.optimizers = optimizers
+    trainer.strategy._lightning_optimizers = [
+        LightningOptimizer(opt, trainer) for opt in optimizers
+    ]
+
+
+def log_hyperparams(
+    trainer: Trainer, model: LightningModule, datamodule: LightningDataModule | None
+) -> None:
+    if not trainer.loggers or not trainer.enable_autolog_hparams:
+        return
+    params: dict[str, Any] = {}
+    if datamodule is not None and datamodule._log_hyperparams:
+        params.update(datamodule.hparams_initial)
+    if model._log_hyperparams:
+        for key, value in model.hparams_initial.items():
+            if key in params and params[key] != value:
+                raise MisconfigurationException(
+                    f"Hyperparameter {key!r} differs between the LightningModule ({value!r}) "
+                    f"and the LightningDataModule ({params[key]!r}); rename one of them."
+                )
+            params[key] = value
+    for logger in trainer.loggers:
+        if params:
+            logger.log_hyperparams(params)
+        logger.log_graph(model)
+        logger.save()
+
+
+# ================================================================== optimization helpers
+
+
+@contextmanager
+def _preemption_signals(trainer: Trainer) -> Generator[None]:
+    """While fit runs, SIGTERM (and SLURM's SIGUSR1) only set a flag; the loop acts on it.
+
+    Saving inside a signal handler could run in the middle of a backward pass. Instead the loop
+    finishes the batch, saves, and ends the run with `SIGTERMException` (exit code 143).
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signals = [signal.SIGTERM]
+    if "SLURM_JOB_ID" in os.environ and hasattr(signal, "SIGUSR1"):
+        signals.append(signal.SIGUSR1)
+
+    def handler(signum: int, frame: Any) -> None:
+        trainer.received_sigterm = True
+
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+_LEGACY_STEP_END = ("training_step_end", "validation_step_end", "test_step_end")
+
+
+def _check_legacy_hooks(model: LightningModule, stage: str) -> None:
+    """Warn about Lightning 1.x hooks: `*_step_end` are never called; `*_epoch_end` still are."""
+    for name in _LEGACY_STEP_END:
+        if callable(getattr(model, name, None)):
+            rank_zero_warn(
+                f"`{type(model).__name__}.{name}` is a Lightning 1.x hook that is never called "
+                f"in fulmen (nor in Lightning 2). Move its code into `{name[:-4]}` or "
+                f"`on_{name.split('_')[0].replace('training', 'train')}_batch_end`.",
+                category=FutureWarning,
+            )
+    for name in ("training_epoch_end", "validation_epoch_end", "test_epoch_end"):
+        if callable(getattr(model, name, None)):
+            modern = {
+                "training_epoch_end": "on_train_epoch_end",
+                "validation_epoch_end": "on_validation_epoch_end",
+                "test_epoch_end": "on_test_epoch_end",
+            }[name]
+            rank_zero_warn(
+                f"`{type(model).__name__}.{name}(outputs)` is a Lightning 1.x hook; fulmen still "
+                f"calls it with the step outputs, but the modern form is `{modern}()` with the "
+                "outputs you need kept as attributes.",
+                category=FutureWarning,
+            )
