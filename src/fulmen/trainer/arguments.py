@@ -87,6 +87,78 @@ def check_int(
         )
 
 
+def check_scalars(
+    *,
+    max_epochs: Any,
+    min_epochs: Any,
+    max_steps: Any,
+    min_steps: Any,
+    check_val_every_n_epoch: Any,
+    num_sanity_val_steps: Any,
+    log_every_n_steps: Any,
+    accumulate_grad_batches: Any,
+    reload_dataloaders_every_n_epochs: Any,
+    gradient_clip_val: Any,
+    gradient_clip_algorithm: Any,
+    deterministic: Any,
+    overfit_batches: Any,
+    **flags: Any,
+) -> None:
+    """Check the Trainer's counts, numbers and boolean flags (names in `flags` must be bools)."""
+    check_int("max_epochs", max_epochs, -1, allow_none=True, note="-1 means no limit")
+    check_int("min_epochs", min_epochs, 0, allow_none=True)
+    check_int("max_steps", max_steps, -1, note="-1 means no limit")
+    check_int("min_steps", min_steps, 0, allow_none=True)
+    check_int("check_val_every_n_epoch", check_val_every_n_epoch, 1, allow_none=True)
+    check_int("num_sanity_val_steps", num_sanity_val_steps, -1, allow_none=True, note="-1 runs all")
+    check_int("log_every_n_steps", log_every_n_steps, 0, allow_none=True)
+    check_int("accumulate_grad_batches", accumulate_grad_batches, 1)
+    check_int("reload_dataloaders_every_n_epochs", reload_dataloaders_every_n_epochs, 0)
+    if gradient_clip_val is not None and (
+        isinstance(gradient_clip_val, bool)
+        or not isinstance(gradient_clip_val, (int, float))
+        or gradient_clip_val < 0
+    ):
+        raise ValueError(
+            f"Trainer(gradient_clip_val={gradient_clip_val!r}) is invalid: expected a number >= 0 or None."
+        )
+    if gradient_clip_algorithm is not None and gradient_clip_algorithm.lower() not in (
+        "norm",
+        "value",
+    ):
+        raise ValueError(
+            f"Trainer(gradient_clip_algorithm={gradient_clip_algorithm!r}) is invalid: expected "
+            "'norm' or 'value'."
+        )
+    if deterministic not in (None, True, False, "warn"):
+        raise ValueError(
+            f"Trainer(deterministic={deterministic!r}) is invalid: expected True, False, 'warn' or None."
+        )
+    if (
+        isinstance(overfit_batches, bool)
+        or not isinstance(overfit_batches, (int, float))
+        or overfit_batches < 0
+        or (isinstance(overfit_batches, float) and overfit_batches > 1)
+    ):
+        raise ValueError(
+            f"Trainer(overfit_batches={overfit_batches!r}) is invalid: expected an int >= 0 "
+            "(batches) or a float in [0.0, 1.0] (fraction)."
+        )
+    for flag_name, flag in flags.items():
+        if not isinstance(flag, bool):
+            raise ValueError(f"Trainer({flag_name}={flag!r}) is invalid: expected True or False.")
+
+
+def check_barebones(**explicit: Any) -> None:
+    """`barebones=True` turns these off: an explicit request for one of them is a conflict."""
+    for key, value in explicit.items():
+        if value:
+            raise ValueError(
+                f"Trainer(barebones=True, {key}={value!r}) conflict: barebones turns "
+                f"{key} off. Drop one of the two."
+            )
+
+
 def check_limit(name: str, value: Any) -> int | float:
     """An int count of batches, or a float fraction in [0, 1]."""
     if value is None:

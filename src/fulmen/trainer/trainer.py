@@ -118,76 +118,38 @@ class Trainer:
         # -------- simple checks (each raises naming the argument)
         self.fast_dev_run: int | bool = fast_dev_run
         fdr = args_.check_fast_dev_run(fast_dev_run)
-        args_.check_int("max_epochs", max_epochs, -1, allow_none=True, note="-1 means no limit")
-        args_.check_int("min_epochs", min_epochs, 0, allow_none=True)
-        args_.check_int("max_steps", max_steps, -1, note="-1 means no limit")
-        args_.check_int("min_steps", min_steps, 0, allow_none=True)
-        args_.check_int("check_val_every_n_epoch", check_val_every_n_epoch, 1, allow_none=True)
-        args_.check_int(
-            "num_sanity_val_steps", num_sanity_val_steps, -1, allow_none=True, note="-1 runs all"
+        args_.check_scalars(
+            max_epochs=max_epochs,
+            min_epochs=min_epochs,
+            max_steps=max_steps,
+            min_steps=min_steps,
+            check_val_every_n_epoch=check_val_every_n_epoch,
+            num_sanity_val_steps=num_sanity_val_steps,
+            log_every_n_steps=log_every_n_steps,
+            accumulate_grad_batches=accumulate_grad_batches,
+            reload_dataloaders_every_n_epochs=reload_dataloaders_every_n_epochs,
+            gradient_clip_val=gradient_clip_val,
+            gradient_clip_algorithm=gradient_clip_algorithm,
+            deterministic=deterministic,
+            overfit_batches=overfit_batches,
+            inference_mode=inference_mode,
+            detect_anomaly=detect_anomaly,
+            barebones=barebones,
+            sync_batchnorm=sync_batchnorm,
+            use_distributed_sampler=use_distributed_sampler,
+            enable_autolog_hparams=enable_autolog_hparams,
         )
-        args_.check_int("log_every_n_steps", log_every_n_steps, 0, allow_none=True)
-        args_.check_int("accumulate_grad_batches", accumulate_grad_batches, 1)
-        args_.check_int("reload_dataloaders_every_n_epochs", reload_dataloaders_every_n_epochs, 0)
-        if gradient_clip_val is not None and (
-            isinstance(gradient_clip_val, bool)
-            or not isinstance(gradient_clip_val, (int, float))
-            or gradient_clip_val < 0
-        ):
-            raise ValueError(
-                f"Trainer(gradient_clip_val={gradient_clip_val!r}) is invalid: expected a number >= 0 or None."
-            )
-        if gradient_clip_algorithm is not None and gradient_clip_algorithm.lower() not in (
-            "norm",
-            "value",
-        ):
-            raise ValueError(
-                f"Trainer(gradient_clip_algorithm={gradient_clip_algorithm!r}) is invalid: expected "
-                "'norm' or 'value'."
-            )
-        if deterministic not in (None, True, False, "warn"):
-            raise ValueError(
-                f"Trainer(deterministic={deterministic!r}) is invalid: expected True, False, 'warn' or None."
-            )
-        if (
-            isinstance(overfit_batches, bool)
-            or not isinstance(overfit_batches, (int, float))
-            or overfit_batches < 0
-            or (isinstance(overfit_batches, float) and overfit_batches > 1)
-        ):
-            raise ValueError(
-                f"Trainer(overfit_batches={overfit_batches!r}) is invalid: expected an int >= 0 "
-                "(batches) or a float in [0.0, 1.0] (fraction)."
-            )
-        for flag_name, flag in (
-            ("inference_mode", inference_mode),
-            ("detect_anomaly", detect_anomaly),
-            ("barebones", barebones),
-            ("sync_batchnorm", sync_batchnorm),
-            ("use_distributed_sampler", use_distributed_sampler),
-            ("enable_autolog_hparams", enable_autolog_hparams),
-        ):
-            if not isinstance(flag, bool):
-                raise ValueError(
-                    f"Trainer({flag_name}={flag!r}) is invalid: expected True or False."
-                )
         if barebones:
-            conflicts = {
-                "enable_checkpointing": enable_checkpointing,
-                "enable_progress_bar": enable_progress_bar,
-                "enable_model_summary": enable_model_summary,
-                "logger": logger or None,
-                "profiler": profiler,
-                "detect_anomaly": detect_anomaly or None,
-                "num_sanity_val_steps": num_sanity_val_steps or None,
-                "fast_dev_run": fast_dev_run or None,
-            }
-            for key, value in conflicts.items():
-                if value:
-                    raise ValueError(
-                        f"Trainer(barebones=True, {key}={value!r}) conflict: barebones turns "
-                        f"{key} off. Drop one of the two."
-                    )
+            args_.check_barebones(
+                enable_checkpointing=enable_checkpointing,
+                enable_progress_bar=enable_progress_bar,
+                enable_model_summary=enable_model_summary,
+                logger=logger or None,
+                profiler=profiler,
+                detect_anomaly=detect_anomaly or None,
+                num_sanity_val_steps=num_sanity_val_steps or None,
+                fast_dev_run=fast_dev_run or None,
+            )
             enable_checkpointing = enable_progress_bar = enable_model_summary = False
             logger = False
             num_sanity_val_steps = 0
