@@ -1,7 +1,7 @@
 """Run every `benchmarks/bench_*.py`, each in its own process, passing the arguments on.
 
-    python benchmarks/run_all.py            # full runs
-    python benchmarks/run_all.py --quick    # smoke runs, under a minute in all
+python benchmarks/run_all.py            # full runs
+python benchmarks/run_all.py --quick    # smoke runs, under a minute in all
 """
 
 from __future__ import annotations

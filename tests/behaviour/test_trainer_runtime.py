@@ -149,17 +149,6 @@ def _fit_with_early_stop_request(
     return trainer.current_epoch, trainer.global_step, trainer.should_stop
 
 
-_KEEPS_SHOULD_STOP = pytest.mark.xfail(
-    strict=True,
-    reason="fulmen resets `should_stop` to False when min_epochs/min_steps is not met yet, so "
-    "it stops only at the next request; Lightning keeps it set and stops as soon as the "
-    "minimum is reached (mid-epoch for min_steps)",
-)
-_MIN_STEPS_MEANS_ONE_EPOCH = pytest.mark.xfail(
-    strict=True,
-    reason="Lightning treats `min_steps` without `min_epochs` as min_epochs=1 (the first epoch "
-    "is always finished); fulmen stops right at min_steps",
-)
 EARLY_STOP_CASES = [
     pytest.param("batch", {}, (1, 1), id="batch-no-minimum"),
     pytest.param("batch", {"min_epochs": 3}, (3, 24), id="batch-min_epochs"),
@@ -168,16 +157,13 @@ EARLY_STOP_CASES = [
         {"min_steps": 5},
         (1, 8),
         id="batch-min_steps-in-1st-epoch",
-        marks=_MIN_STEPS_MEANS_ONE_EPOCH,
     ),
     pytest.param("batch", {"min_steps": 20}, (3, 20), id="batch-min_steps"),
     pytest.param("batch", {"min_epochs": 2, "min_steps": 3}, (2, 16), id="batch-both"),
     pytest.param("epoch", {}, (1, 8), id="epoch-no-minimum"),
     pytest.param("epoch", {"min_epochs": 3}, (3, 24), id="epoch-min_epochs"),
     pytest.param("epoch", {"min_steps": 5}, (1, 8), id="epoch-min_steps-in-1st-epoch"),
-    pytest.param(
-        "epoch", {"min_steps": 20}, (3, 20), id="epoch-min_steps", marks=_KEEPS_SHOULD_STOP
-    ),
+    pytest.param("epoch", {"min_steps": 20}, (3, 20), id="epoch-min_steps"),
 ]
 
 
@@ -274,11 +260,27 @@ def test_deterministic_false_leaves_torch_alone(
     tmp_path: Path, restore_deterministic: None
 ) -> None:
     torch.use_deterministic_algorithms(False)
-    assert _torch_modes_seen(fulmen, tmp_path, deterministic=False)["train"] == (
-        False,
-        False,
-        False,
-    )
+    seen = _torch_modes_seen(fulmen, tmp_path, deterministic=False)
+    assert seen["train"] == (False, False, False)
+
+
+def _training_modes_with(pl: ModuleType, root: Path, flags: dict[str, Any]) -> dict[str, Any]:
+    torch.use_deterministic_algorithms(False)
+    seen = _torch_modes_seen(pl, root, **flags)
+    return {"train": seen["train"], "after_fit": seen["after_fit"]}
+
+
+@compat
+@pytest.mark.parametrize(
+    "flags",
+    [{"deterministic": True}, {"deterministic": "warn"}, {"detect_anomaly": True}, {}],
+    ids=str,
+)
+def test_deterministic_and_detect_anomaly_match_lightning(
+    flags: dict[str, Any], tmp_path: Path, restore_deterministic: None
+) -> None:
+    expected, actual = _both(_training_modes_with, tmp_path, flags)
+    assert actual == expected
 
 
 def test_detect_anomaly_is_on_only_during_fit(tmp_path: Path) -> None:
@@ -313,6 +315,30 @@ def test_detect_anomaly_makes_nan_backward_raise(tmp_path: Path) -> None:
     assert torch.is_anomaly_enabled() is False
 
 
+def _nan_backward_outcome(pl: ModuleType, root: Path, detect_anomaly: bool) -> tuple[str, str]:
+    trainer = pl.Trainer(
+        default_root_dir=root,
+        max_epochs=1,
+        limit_train_batches=1,
+        limit_val_batches=0,
+        detect_anomaly=detect_anomaly,
+        **QUIET,
+    )
+    try:
+        trainer.fit(_nan_model(pl))
+    except RuntimeError as error:
+        return str(error), _value(trainer.state.status)
+    return "", _value(trainer.state.status)
+
+
+@compat
+@pytest.mark.filterwarnings("ignore:Error detected in:UserWarning")
+@pytest.mark.parametrize("detect_anomaly", [True, False])
+def test_nan_backward_matches_lightning(detect_anomaly: bool, tmp_path: Path) -> None:
+    expected, actual = _both(_nan_backward_outcome, tmp_path, detect_anomaly)
+    assert actual == expected
+
+
 def test_without_detect_anomaly_nan_backward_does_not_raise(tmp_path: Path) -> None:
     trainer = fulmen.Trainer(
         default_root_dir=tmp_path, max_epochs=1, limit_train_batches=1, limit_val_batches=0, **QUIET
@@ -320,13 +346,6 @@ def test_without_detect_anomaly_nan_backward_does_not_raise(tmp_path: Path) -> N
     trainer.fit(_nan_model(fulmen))
     assert trainer.state.status == "finished"
 
-
-_FIT_VALIDATION_UNDER_NO_GRAD = pytest.mark.xfail(
-    strict=True,
-    reason="fulmen runs the sanity check and fit's validation under torch.inference_mode; "
-    "Lightning always uses no_grad inside fit (inference tensors cannot be used by training "
-    "afterwards) and inference_mode only for validate/test/predict",
-)
 
 # (inference mode enabled, grad enabled) per place, observed in Lightning 2.6.6.
 INFERENCE_MODE_CASES = [
@@ -340,7 +359,6 @@ INFERENCE_MODE_CASES = [
             "predict": (True, False),
         },
         id="inference_mode=True",
-        marks=_FIT_VALIDATION_UNDER_NO_GRAD,
     ),
     pytest.param(
         False,
@@ -382,7 +400,6 @@ def test_inference_mode_contexts_match_lightning(
     assert ours == lightning
 
 
-@_FIT_VALIDATION_UNDER_NO_GRAD
 def test_tensor_made_in_validation_can_be_used_by_training(tmp_path: Path) -> None:
     class CachesInValidation(make_counting_model(fulmen)):  # type: ignore[misc]
         cached: torch.Tensor | None = None
@@ -483,11 +500,6 @@ def test_hooks_after_an_exception_match_lightning(tmp_path: Path) -> None:
     assert str(actual["raised"]) == str(expected["raised"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Lightning's `trainer.interrupted` is `state.status == 'interrupted'`, so it is True "
-    "after any exception; fulmen sets it only for KeyboardInterrupt",
-)
 def test_interrupted_is_true_after_any_exception(tmp_path: Path) -> None:
     assert _fit_that_raises(fulmen, tmp_path, Boom("bad batch 1"))["interrupted"] is True
 
@@ -509,12 +521,6 @@ def test_keyboard_interrupt_sets_interrupted_and_calls_on_exception(tmp_path: Pa
         assert hook not in run["all_calls"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fulmen announces a KeyboardInterrupt with rank_zero_warn, so under `-W error` the "
-    "warning replaces the interrupt before any on_exception hook runs; Lightning logs it "
-    "with rank_zero_info",
-)
 def test_keyboard_interrupt_is_announced_without_a_warning(tmp_path: Path) -> None:
     run = _fit_that_raises(fulmen, tmp_path, KeyboardInterrupt())
     assert isinstance(run["raised"], (KeyboardInterrupt, SystemExit))
@@ -522,14 +528,11 @@ def test_keyboard_interrupt_is_announced_without_a_warning(tmp_path: Path) -> No
 
 
 @pytest.mark.filterwarnings("ignore:Detected KeyboardInterrupt")
-@pytest.mark.xfail(
-    strict=True,
-    reason="Lightning 2.6.6 ends a KeyboardInterrupt'ed fit with `sys.exit(1)` (SystemExit(1)) "
-    "after the graceful shutdown; fulmen re-raises the KeyboardInterrupt",
-)
-def test_keyboard_interrupt_exits_like_lightning(tmp_path: Path) -> None:
+def test_keyboard_interrupt_is_reraised_after_the_graceful_shutdown(tmp_path: Path) -> None:
+    # Deliberately unlike Lightning 2.6.6 (which calls sys.exit(1)): the user's interrupt and its
+    # traceback reach the caller unchanged, after on_exception hooks and logger finalization.
     raised = _fit_that_raises(fulmen, tmp_path, KeyboardInterrupt())["raised"]
-    assert isinstance(raised, SystemExit) and raised.code == 1
+    assert isinstance(raised, KeyboardInterrupt)
 
 
 @compat
@@ -739,12 +742,6 @@ RELOAD_CASES = [
         {"reload_dataloaders_every_n_epochs": 2, "check_val_every_n_epoch": 2},
         ["val@0 (sanity)", "train@0", "val@1", "train@2", "val@3"],
         id="every-2-validating-every-2",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="when the sanity check falls in an epoch without validation, Lightning does "
-            "not count it as a val reload and reloads at the first real validation (epoch 1); "
-            "fulmen keeps the sanity-check loader until epoch 3",
-        ),
     ),
 ]
 
@@ -808,22 +805,12 @@ TIME_INTERVAL_CASES = [
         {"pause_first_batch": 0.3},
         [1],
         id="due-after-slow-first-batch",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="fulmen starts the validation clock at the first check (after batch 0) "
-            "instead of when training starts, and validates at every epoch end as well",
-        ),
     ),
     pytest.param(
         {"hours": 1},
         {},
         [],
         id="1h-never-due",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="with a time-based val_check_interval Lightning validates only when the time "
-            "is up (not at epoch end); fulmen also validates after every epoch's last batch",
-        ),
     ),
     pytest.param({"seconds": 0}, {"check_val_every_n_epoch": 2}, [5, 6, 7, 8], id="every-2-epochs"),
 ]
@@ -1098,17 +1085,6 @@ RESUME_START = [
     "on_fit_start",
     "zero_grad",
 ]
-_EPOCH_END_SANITY = pytest.mark.xfail(
-    strict=True,
-    reason="Lightning skips the sanity check only when resuming mid-epoch; resuming from a "
-    "checkpoint saved at epoch end (or after fit) runs it. fulmen skips it on every resume",
-)
-_AFTER_FIT = pytest.mark.xfail(
-    strict=True,
-    reason="a checkpoint saved by `trainer.save_checkpoint` after fit returned resumes as if "
-    "the next epoch were already done: fulmen trains no batch and calls on_train_epoch_end "
-    "without on_train_epoch_start; Lightning trains epoch 1",
-)
 
 
 @pytest.mark.parametrize(
@@ -1116,7 +1092,7 @@ _AFTER_FIT = pytest.mark.xfail(
     [
         ("mid_epoch", (0, 1), (2, 4), 3),
         ("epoch_end", (0, 2), (2, 4), 2),
-        pytest.param("after_fit", (1, 2), (2, 4), 2, marks=_AFTER_FIT),
+        pytest.param("after_fit", (1, 2), (2, 4), 2),
     ],
 )
 def test_resume_continues_epoch_and_global_step(
@@ -1145,7 +1121,6 @@ def test_resume_mid_epoch_skips_sanity_check_and_epoch_start(tmp_path: Path) -> 
     assert calls.count("on_train_epoch_start") == 1  # only epoch 1's
 
 
-@_EPOCH_END_SANITY
 def test_resume_from_epoch_end_runs_the_sanity_check(tmp_path: Path) -> None:
     calls = _resume(fulmen, tmp_path, "epoch_end")["calls"]
     assert calls[len(RESUME_START) : len(RESUME_START) + 2] == [
@@ -1159,8 +1134,8 @@ def test_resume_from_epoch_end_runs_the_sanity_check(tmp_path: Path) -> None:
     "saved",
     [
         "mid_epoch",
-        pytest.param("epoch_end", marks=_EPOCH_END_SANITY),
-        pytest.param("after_fit", marks=_AFTER_FIT),
+        pytest.param("epoch_end"),
+        pytest.param("after_fit"),
     ],
 )
 def test_resume_hook_order_matches_lightning(saved: str, tmp_path: Path) -> None:
@@ -1199,7 +1174,7 @@ def _snapshot(trainer: Any, root: Path) -> dict[str, Any]:
 
 
 PROPERTY_HOOKS = [
-    "setup",
+    "setup(fit)",
     "on_fit_start",
     "on_sanity_check_start",
     "on_validation_start(sanity)",
@@ -1220,7 +1195,7 @@ def _properties(pl: ModuleType, root: Path) -> dict[str, Any]:
 
     class Probe(pl.Callback):  # type: ignore[name-defined,misc]
         def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-            seen["setup"] = _snapshot(trainer, root)
+            seen[f"setup({_value(stage)})"] = _snapshot(trainer, root)
 
         def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
             seen["on_fit_start"] = _snapshot(trainer, root)
@@ -1250,7 +1225,7 @@ def _properties(pl: ModuleType, root: Path) -> dict[str, Any]:
             seen["on_fit_end"] = _snapshot(trainer, root)
 
         def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
-            seen[f"teardown({stage})"] = _snapshot(trainer, root)
+            seen[f"teardown({_value(stage)})"] = _snapshot(trainer, root)
 
         def on_test_start(self, trainer: Any, pl_module: Any) -> None:
             seen["on_test_start"] = _snapshot(trainer, root)
@@ -1345,7 +1320,7 @@ VALIDATING = (False, False, True, False, False)
 LOADED = dict(num_training_batches=5, num_val_batches=[3, 5], num_sanity_val_batches=[3, 4])
 NOT_LOADED = dict(num_training_batches=float("inf"), num_val_batches=[], num_sanity_val_batches=[])
 EXPECTED_PROPERTIES: dict[str, dict[str, Any]] = {
-    "setup": dict(
+    "setup(fit)": dict(
         FIT_COMMON, flags=TRAINING, stage="train", **NOT_LOADED, optimizers=[], schedulers=[]
     ),
     "on_fit_start": dict(FIT_COMMON, flags=TRAINING, stage="train", **NOT_LOADED),
@@ -1376,11 +1351,6 @@ EXPECTED_PROPERTIES: dict[str, dict[str, Any]] = {
         **LOADED,
     ),
 }
-_TRAINING_FROM_FIT_START = pytest.mark.xfail(
-    strict=True,
-    reason="Lightning sets `trainer.training` (stage 'train') when fit starts, so it is True in "
-    "setup, on_fit_start and on_train_start; fulmen's stage is None until the first epoch",
-)
 
 
 @pytest.fixture(scope="module")
@@ -1412,15 +1382,7 @@ def test_properties_before_fit(fulmen_properties: dict[str, Any]) -> None:
     )
 
 
-@pytest.mark.parametrize(
-    "hook",
-    [
-        pytest.param(hook, marks=_TRAINING_FROM_FIT_START)
-        if hook in ("setup", "on_fit_start", "on_train_start")
-        else hook
-        for hook in PROPERTY_HOOKS
-    ],
-)
+@pytest.mark.parametrize("hook", PROPERTY_HOOKS)
 def test_properties_seen_from_hooks(hook: str, fulmen_properties: dict[str, Any]) -> None:
     assert fulmen_properties[hook] == EXPECTED_PROPERTIES[hook]
 
@@ -1434,7 +1396,6 @@ def test_properties_after_each_entry_point(fulmen_properties: dict[str, Any]) ->
 
 
 @compat
-@_TRAINING_FROM_FIT_START
 def test_properties_match_lightning(tmp_path: Path) -> None:
     expected, actual = _both(_properties, tmp_path)
     for hook in PROPERTY_HOOKS:

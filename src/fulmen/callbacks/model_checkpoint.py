@@ -666,7 +666,7 @@ class ModelCheckpoint(Checkpoint):
     def _remove_checkpoint(self, trainer: Trainer, filepath: str) -> None:
         if not trainer.is_global_zero:
             return
-        fs = _filesystem(filepath)
-        if fs.exists(filepath):
-            fs.rm(filepath, recursive=True)
-            log.debug(f"Removed checkpoint: {filepath}")
+        # Through the CheckpointIO plugin: it removes atomically, and AsyncCheckpointIO first
+        # lets a pending write of the same file finish.
+        trainer.strategy.remove_checkpoint(filepath)
+        log.debug(f"Removed checkpoint: {filepath}")

@@ -32,12 +32,13 @@ _AVERAGED_MODEL_KWARGS = ("avg_fn", "multi_avg_fn")
 
 
 class WeightAveraging(Callback):
-    """Keep an average of the model's weights, updated after optimizer steps, and train into it.
+    """Average the weights after optimizer steps; validate with the average and end with it.
 
-    Extra keyword arguments (`avg_fn` or `multi_avg_fn`) go to `torch.optim.swa_utils.AveragedModel`;
-    without them the average is the plain mean of every update (SWA). Unlike `AveragedModel`,
-    `use_buffers` defaults to True, so BatchNorm statistics are averaged too. `device=None` keeps
-    the average next to the model. Override `should_update` to choose when to update.
+    Extra keyword arguments (`avg_fn` or `multi_avg_fn`) go to
+    `torch.optim.swa_utils.AveragedModel`; without them the average is the plain mean of every
+    update (SWA). Unlike `AveragedModel`, `use_buffers` defaults to True, so BatchNorm statistics
+    are averaged too. `device=None` keeps the average next to the model. Override
+    `should_update` to choose when to update.
 
     Example:
         >>> from torch.optim.swa_utils import get_ema_avg_fn
@@ -173,13 +174,14 @@ class WeightAveraging(Callback):
     ) -> None:
         if self._average_model is None:
             return
-        self._average_model.module.load_state_dict(checkpoint["state_dict"])
+        strict = pl_module.strict_loading
+        self._average_model.module.load_state_dict(checkpoint["state_dict"], strict=strict)
         if "current_model_state" in checkpoint:
             rank_zero_info(
                 "The checkpoint holds `current_model_state`: the model resumes from those weights "
                 "and the average from `state_dict`."
             )
-            pl_module.load_state_dict(checkpoint["current_model_state"])
+            pl_module.load_state_dict(checkpoint["current_model_state"], strict=strict)
             self._average_model.load_state_dict(checkpoint.get("averaging_state", {}), strict=False)
         else:
             rank_zero_warn(
@@ -240,7 +242,8 @@ class EMAWeightAveraging(WeightAveraging):
         _check_count("update_every_n_steps", update_every_n_steps, minimum=1)
         _check_count("update_starting_at_step", update_starting_at_step, minimum=0)
         _check_count("update_starting_at_epoch", update_starting_at_epoch, minimum=0)
-        super().__init__(device=device, use_buffers=use_buffers, avg_fn=get_ema_avg_fn(decay))
+        ema = get_ema_avg_fn(decay)  # type: ignore[no-untyped-call]
+        super().__init__(device=device, use_buffers=use_buffers, avg_fn=ema)
         self.decay = decay
         self.update_every_n_steps = update_every_n_steps
         self.update_starting_at_step = update_starting_at_step
@@ -277,9 +280,10 @@ def _averaged_model(
     """Wrap a copy of `pl_module` in an `AveragedModel`, leaving the trainer out of the copy."""
     # AveragedModel deep-copies the model it is given, and copying an attached LightningModule
     # would copy its Trainer too. So the copy is made here, with the trainer cut out.
-    averaged = AveragedModel(nn.Module(), device=device, use_buffers=use_buffers, **kwargs)
+    target = torch.device(device) if isinstance(device, str) else device
+    averaged = AveragedModel(nn.Module(), device=target, use_buffers=use_buffers, **kwargs)
     copied = copy.deepcopy(pl_module, {id(trainer): None})
-    averaged.module = copied if device is None else copied.to(device)
+    averaged.module = copied if target is None else copied.to(target)
     return averaged
 
 

@@ -8,6 +8,7 @@ from typing import IO, Any
 
 import torch
 
+from fulmen.utilities.checksum import check_and_strip_checksum
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.parsing import AttributeDict
 from fulmen.utilities.rank_zero import rank_zero_warn
@@ -18,7 +19,10 @@ __all__ = ["load_from_checkpoint", "load_hparams_from_yaml", "save_hparams_to_ya
 def load_checkpoint_file(
     path: str | Path | IO[bytes], map_location: Any = None, weights_only: bool | None = None
 ) -> dict[str, Any]:
-    """Read a checkpoint dict with `torch.load`, safely (`weights_only=True`) unless told otherwise."""
+    """Read a checkpoint dict with `torch.load`, safely (`weights_only=True`) unless told otherwise.
+
+    A checkpoint saved with a checksum (every fulmen checkpoint) is verified against it.
+    """
     import fsspec
 
     safe = True if weights_only is None else weights_only
@@ -45,7 +49,7 @@ def load_checkpoint_file(
         raise MisconfigurationException(
             f"The checkpoint {str(path)!r} holds a {type(checkpoint).__name__}, not a checkpoint dict."
         )
-    return checkpoint
+    return check_and_strip_checksum(checkpoint, path)
 
 
 def load_from_checkpoint(

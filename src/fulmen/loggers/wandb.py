@@ -139,7 +139,7 @@ class WandbLogger(Logger):
     def __init__(
         self,
         name: str | None = None,
-        save_dir: str | Path = ".",
+        save_dir: str | Path | None = ".",
         version: str | None = None,
         offline: bool = False,
         dir: str | Path | None = None,

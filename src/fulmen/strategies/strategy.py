@@ -117,9 +117,10 @@ class Strategy:
         converted.to(self.root_device)
 
     def teardown(self) -> None:
-        """Release the devices at the end of a run."""
+        """Release the devices and finish pending checkpoint writes at the end of a run."""
         if self.accelerator is not None:
             self.accelerator.teardown()
+        self.checkpoint_io.teardown()
 
     # ------------------------------------------------------------------ steps
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from fulmen.trainer.call import call_callbacks, call_module
 from fulmen.trainer.state import RunningStage, TrainerFn
+from fulmen.utilities.checksum import CheckpointCorruptedError, verify_checkpoint_file
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
@@ -188,7 +189,16 @@ def _newest_last_checkpoint(trainer: Trainer) -> str | None:
             "ckpt_path='last' found no checkpoint to resume from; training starts from scratch."
         )
         return None
-    return max(existing)[1]
+    # A run killed while saving may leave a damaged newest file: fall back to the newest intact one.
+    for _, path in sorted(existing, reverse=True):
+        if verify_checkpoint_file(path):
+            return path
+        rank_zero_warn(f"ckpt_path='last': skipping {path!r}, which is truncated or corrupted.")
+    damaged = sorted(path for _, path in existing)
+    raise CheckpointCorruptedError(
+        f"ckpt_path='last': every candidate is truncated or corrupted: {damaged}. Pass ckpt_path "
+        "explicitly (for example an older checkpoint), or ckpt_path=None to start from scratch."
+    )
 
 
 def restore_model(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
@@ -247,7 +257,8 @@ def restore_training_state(trainer: Trainer, checkpoint: dict[str, Any]) -> None
         state.resume_batch_idx = int(loop.get("batches_done_in_epoch", 0))
         state.batches_done_in_epoch = state.resume_batch_idx
         state.extra["resume_validation_due"] = bool(loop.get("validation_due", False))
-    state.extra["restarting"] = True
+    # Lightning skips the sanity check only when resuming inside an epoch.
+    state.extra["restarting"] = state.resume_batch_idx > 0
     if loop.get("rng") is not None:
         state.extra["resume_rng"] = loop["rng"]
     if loop.get("epoch_start_rng") is not None:

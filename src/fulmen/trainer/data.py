@@ -172,7 +172,10 @@ class DataSource:
             _check_loader(f"{prefix}_dataloader", loader)
             _seed_workers(loader, trainer.global_rank)
         setattr(self, f"{prefix}_loaders", loaders)
-        if prefix == "val":
+        every = trainer.check_val_every_n_epoch
+        validates_now = every is None or (trainer.current_epoch + 1) % every == 0
+        # A sanity-check load counts as this epoch's reload only if this epoch validates.
+        if prefix == "val" and (validates_now or not trainer.sanity_checking):
             self._val_loaded_epoch = trainer.current_epoch
         return loaders
 

@@ -7,6 +7,7 @@ Every evaluation runs the model in eval mode under `torch.inference_mode` (or `n
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Generator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -40,7 +41,10 @@ _STEP = {"validation": "validation_step", "test": "test_step"}
 
 @contextmanager
 def _eval_context(trainer: Trainer) -> Generator[None]:
-    ctx = torch.inference_mode() if trainer._inference_mode else torch.no_grad()
+    # Tensors made while validating inside fit may feed later training steps, which inference
+    # tensors cannot: as in Lightning, fit's validation always runs under no_grad.
+    fitting = trainer.state.fn == TrainerFn.FITTING
+    ctx = torch.inference_mode() if trainer._inference_mode and not fitting else torch.no_grad()
     with ctx:
         yield
 
@@ -89,6 +93,7 @@ def run_validation(trainer: Trainer) -> None:
         return
     call_module(trainer, "on_validation_model_zero_grad")
     _run_eval(trainer, RunningStage.VALIDATING, data.val_loaders, trainer.num_val_batches)
+    trainer.state.extra["last_val_time"] = time.monotonic()
 
 
 def run_evaluation_entry(trainer: Trainer, fn: TrainerFn) -> list[dict[str, float]]:

@@ -50,6 +50,7 @@ def run_fit(trainer: Trainer) -> None:
         trainer.num_val_batches = data.eval_counts("val", data.load_eval("val"))  # type: ignore[assignment]
     trainer._fit_started = True
     trainer._fit_start_time = time.monotonic()
+    state.extra.pop("last_val_time", None)  # the validation clock starts with training
     call_hook(trainer, "on_train_start")
     while not _fit_done(trainer):
         if data.should_reload_train():
@@ -84,6 +85,7 @@ def _end_training_epoch(trainer: Trainer, outputs: list[Any] | None) -> None:
     _step_schedulers(trainer, "epoch", plateau=True)
     state.epoch += 1
     state.batch_idx = 0
+    state.batches_done_in_epoch = 0  # a save from here on (even after fit) starts a new epoch
     state.resume_batch_idx = 0
     state.extra.pop("epoch_done", None)
 
@@ -106,7 +108,11 @@ def _max_epochs(trainer: Trainer) -> int:
 
 def _can_stop_early(trainer: Trainer) -> bool:
     state = trainer.state
-    min_epochs = trainer.min_epochs or 0
+    # As in Lightning, `min_steps` on its own still finishes the first epoch.
+    if trainer.min_epochs is not None:
+        min_epochs = trainer.min_epochs
+    else:
+        min_epochs = 1 if trainer.min_steps is not None else 0
     min_steps = trainer.min_steps or 0
     return state.epoch >= min_epochs and state.global_step >= min_steps
 
@@ -128,7 +134,6 @@ def _fit_done(trainer: Trainer) -> bool:
             f"Trainer was asked to stop, but `min_epochs={trainer.min_epochs}` or "
             f"`min_steps={trainer.min_steps}` is not reached yet: training goes on."
         )
-        state.should_stop = False
     if trainer.num_training_batches == 0:
         return True
     return False
@@ -301,11 +306,12 @@ def _should_check_val(trainer: Trainer, batch_idx: int, is_last: bool) -> bool:
         return False
     interval = trainer.val_check_interval
     if not isinstance(interval, (int, float)):  # a duration
-        start = trainer.state.extra.setdefault("val_timer", time.monotonic())
-        if time.monotonic() - start >= interval.total_seconds():
-            trainer.state.extra["val_timer"] = time.monotonic()
+        # Lightning's rule: only the clock decides (no epoch-end run); the clock starts when
+        # training starts and restarts when a validation ends.
+        if trainer.should_stop and _can_stop_early(trainer):
             return True
-        return is_last
+        start: float = trainer.state.extra.get("last_val_time", trainer._fit_start_time)
+        return time.monotonic() - start >= interval.total_seconds()
     if trainer.should_stop and _can_stop_early(trainer):
         return True
     val_check_batch = trainer.val_check_batch

@@ -23,7 +23,7 @@ from fulmen.trainer.call import (
 )
 from fulmen.trainer.state import RunningStage, TrainerFn, TrainerStatus
 from fulmen.utilities.exceptions import MisconfigurationException
-from fulmen.utilities.rank_zero import rank_zero_warn
+from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 if TYPE_CHECKING:
     from fulmen.core.datamodule import LightningDataModule
@@ -123,9 +123,9 @@ def run_stage(
 
 def handle_exception(trainer: Trainer, exception: BaseException, stage: str) -> None:
     trainer.state.status = TrainerStatus.INTERRUPTED
+    trainer.interrupted = True
     if isinstance(exception, KeyboardInterrupt):
-        trainer.interrupted = True
-        rank_zero_warn("Detected KeyboardInterrupt, attempting graceful shutdown ...")
+        rank_zero_info("Detected KeyboardInterrupt, attempting graceful shutdown ...")
     call_callbacks(trainer, "on_exception", exception)
     if trainer.datamodule is not None:
         trainer.datamodule.on_exception(exception)

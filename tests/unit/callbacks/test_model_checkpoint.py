@@ -17,6 +17,7 @@ import torch
 
 from fulmen.callbacks.callback import Callback
 from fulmen.callbacks.model_checkpoint import ModelCheckpoint
+from fulmen.plugins.io import TorchCheckpointIO
 from fulmen.utilities.exceptions import MisconfigurationException
 
 
@@ -29,6 +30,9 @@ class FakeStrategy:
 
     def reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
         return decision
+
+    def remove_checkpoint(self, filepath: str) -> None:
+        TorchCheckpointIO().remove_checkpoint(filepath)
 
 
 class RecordingLogger:

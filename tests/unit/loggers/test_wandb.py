@@ -70,7 +70,7 @@ def _parse_run_file(data: bytes) -> list[Any]:
         pending += data[position + 7 : position + 7 + length]
         position += 7 + length
         if kind in (1, 4):  # a whole record, or the last piece of one
-            record = wandb_internal_pb2.Record()
+            record = wandb_internal_pb2.Record()  # type: ignore[attr-defined]
             record.ParseFromString(pending)
             records.append(record)
             pending = b""
@@ -145,7 +145,7 @@ def test_offline_with_log_model_is_rejected(wandb: Any) -> None:
 )
 def test_invalid_choice_arguments_are_rejected(wandb: Any, argument: str, value: str) -> None:
     with pytest.raises(ValueError, match=rf"WandbLogger\({argument}='{value}'\) is invalid"):
-        WandbLogger(**{argument: value})
+        WandbLogger(**{argument: value})  # type: ignore[arg-type]
 
 
 def test_name_is_the_project_and_version_the_run_id(wandb: Any, tmp_path: Path) -> None:
@@ -160,13 +160,13 @@ def test_name_is_the_project_and_version_the_run_id(wandb: Any, tmp_path: Path) 
     logger = WandbLogger(save_dir=tmp_path, project="proj", name="display")
     assert logger.version is None
     run = logger.experiment
-    assert run is wandb.run
     assert (logger.name, logger.version, run.project, run.name) == (
         "proj",
         run.id,
         "proj",
         "display",
     )
+    assert run is wandb.run
 
 
 def test_project_comes_from_the_environment_when_not_given(
@@ -246,9 +246,12 @@ def test_a_given_experiment_is_used_as_is(wandb: Any) -> None:
 
 def test_use_artifact_asks_the_run_for_it(wandb: Any) -> None:
     used: list[tuple[str, str | None]] = []
-    experiment = SimpleNamespace(
-        use_artifact=lambda name, type=None: used.append((name, type)) or name
-    )
+
+    def use_artifact(name: str, type: str | None = None) -> str:
+        used.append((name, type))
+        return name
+
+    experiment = SimpleNamespace(use_artifact=use_artifact)
     logger = WandbLogger(experiment=experiment)
     assert (
         logger.use_artifact("team/proj/model-1:best", artifact_type="model")
@@ -337,10 +340,10 @@ def test_log_model_true_uploads_at_the_end_of_a_successful_fit(wandb: Any, tmp_p
     logger.finalize("success")
     artifacts = _finish_and_read(wandb, logger, tmp_path)["artifacts"]
     uploaded = [
-        (a.name, json.loads(a.metadata)["original_filename"], list(a.aliases)) for a in artifacts
+        (a.name, json.loads(a.metadata)["original_filename"], sorted(a.aliases)) for a in artifacts
     ]
     assert sorted(uploaded) == [
-        ("my-model", "a.ckpt", ["latest", "best"]),
+        ("my-model", "a.ckpt", ["best", "latest"]),
         ("my-model", "b.ckpt", ["latest"]),
     ]
 

@@ -69,8 +69,9 @@ class TorchCheckpointIO(CheckpointIO):
         """Write `checkpoint` and its checksum to `path`, replacing any file there at once."""
         if storage_options is not None:
             raise TypeError(
-                "TorchCheckpointIO.save_checkpoint(storage_options=...) is not used by this "
-                f"plugin; got {storage_options!r}. Write a custom CheckpointIO to use it."
+                f"TorchCheckpointIO.save_checkpoint(storage_options={storage_options!r}) is "
+                "invalid: this plugin takes no storage options. Write a custom CheckpointIO to "
+                "use them."
             )
         import fsspec
         from fsspec.implementations.local import LocalFileSystem
