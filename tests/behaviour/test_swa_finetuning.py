@@ -284,15 +284,7 @@ def test_backbone_finetuning_names_a_missing_backbone(tmp_path: Path) -> None:
         fit(fulmen, model, [finetuning], tmp_path)
 
 
-_ORDER_XFAIL = pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="fulmen restores the optimizer state before on_fit_start; Lightning calls "
-    "on_fit_start first, which lets BaseFinetuning rebuild its parameter groups",
-)
-
-
-@pytest.mark.parametrize("resume_epoch", [0, pytest.param(2, marks=_ORDER_XFAIL)])
+@pytest.mark.parametrize("resume_epoch", [0, 2])
 def test_backbone_finetuning_resumed_ends_like_an_uninterrupted_fit(
     tmp_path: Path, resume_epoch: int
 ) -> None:

@@ -79,11 +79,6 @@ def test_wandb_logger_records_a_fit(wandb: Any, tmp_path: Path) -> None:
     assert run["config"] == {"lr": 0.05, "hidden": 8}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the Trainer must start each logger's experiment before the setup hooks, as Lightning "
-    "does, so that ModelCheckpoint sees the run id as the logger's version",
-)
 def test_wandb_checkpoints_go_under_the_project_and_run_id(wandb: Any, tmp_path: Path) -> None:
     run = _fit_with_wandb(fulmen, WandbLogger, wandb, tmp_path)
     assert run["checkpoint"] == os.path.join(

@@ -27,8 +27,9 @@ class CPUAccelerator(Accelerator):
         except ImportError:
             return {}
         return {
-            "cpu_percent": psutil.cpu_percent(),
             "cpu_vm_percent": psutil.virtual_memory().percent,
+            "cpu_percent": psutil.cpu_percent(),
+            "cpu_swap_percent": psutil.swap_memory().percent,
         }
 
     @staticmethod

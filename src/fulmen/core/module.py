@@ -80,6 +80,12 @@ class LightningModule(ModelHooks, DataHooks, CheckpointHooks, nn.Module):
         object.__setattr__(self, "_fallback_device", torch.device("cpu"))
         object.__setattr__(self, "_fallback_dtype", torch.get_default_dtype())
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Copies and pickles of a module leave its trainer behind (it holds loaders, loggers...).
+        state = dict(self.__dict__)
+        state["_trainer"] = None
+        return state
+
     # ------------------------------------------------------------------ steps the user writes
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:

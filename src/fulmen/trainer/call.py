@@ -173,6 +173,11 @@ def call_hook(trainer: Trainer, name: str, *args: Any) -> Any:
 
 def call_setup_hook(trainer: Trainer, stage: str) -> None:
     """Run `setup(stage)` on the datamodule, the callbacks, then the module."""
+    # Start each logger's run first, as Lightning does: a logger's version (e.g. a W&B run id)
+    # is only known then, and ModelCheckpoint reads it in setup to choose its folder.
+    if trainer.is_global_zero:
+        for logger in trainer.loggers:
+            logger.experiment  # noqa: B018
     call_datamodule(trainer, "setup", stage=stage)
     call_callbacks(trainer, "setup", stage)
     call_module(trainer, "setup", stage=stage)

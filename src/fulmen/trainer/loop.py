@@ -34,12 +34,18 @@ if TYPE_CHECKING:
 __all__ = ["run_fit"]
 
 
-def run_fit(trainer: Trainer) -> None:
+def run_fit(trainer: Trainer, checkpoint: dict[str, Any] | None = None) -> None:
     state = trainer.state
     data = trainer._data
     assert data is not None
     module = trainer.lightning_module
     call_hook(trainer, "on_fit_start")
+    if checkpoint is not None:
+        # After on_fit_start, as in Lightning: callbacks may add parameter groups there (e.g.
+        # BackboneFinetuning) that the saved optimizer state expects.
+        from fulmen.trainer.checkpoint import restore_training_state
+
+        restore_training_state(trainer, checkpoint)
     module.zero_grad()
     if _should_run_sanity_check(trainer):
         eval_loop.run_sanity_check(trainer)

@@ -88,8 +88,6 @@ def run_stage(
             ckpt.restore_model(trainer, checkpoint)
         if fn == TrainerFn.FITTING:
             configure_optimizers(trainer, model)
-            if checkpoint is not None:
-                ckpt.restore_training_state(trainer, checkpoint)
             log_hyperparams(trainer, model, datamodule)
             with (
                 trainer.profiler.profile("run_fit"),
@@ -99,7 +97,7 @@ def run_stage(
                 trainer.profiler.setup(
                     stage="fit", local_rank=trainer._profiler_rank, log_dir=trainer.log_dir
                 )
-                loop.run_fit(trainer)
+                loop.run_fit(trainer, checkpoint)
             result = None
         elif fn == TrainerFn.PREDICTING:
             trainer.profiler.setup(

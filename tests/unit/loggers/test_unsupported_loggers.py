@@ -4,10 +4,10 @@ import inspect
 
 import pytest
 
-from fulmen.loggers import CometLogger, LitLogger, Logger, MLFlowLogger, WandbLogger
+from fulmen.loggers import CometLogger, LitLogger, Logger
 from fulmen.utilities.exceptions import MisconfigurationException
 
-UNSUPPORTED = [WandbLogger, MLFlowLogger, CometLogger, LitLogger]
+UNSUPPORTED = [CometLogger, LitLogger]
 
 
 @pytest.mark.parametrize("logger_class", UNSUPPORTED, ids=lambda cls: cls.__name__)
