@@ -206,10 +206,10 @@ def test_resume_restores_top_k_tracking(tmp_path: Path) -> None:
     second = ModelCheckpoint(
         dirpath=tmp_path / "ck", monitor="val_loss", save_top_k=2, save_last=True
     )
-    with pytest.warns(UserWarning, match="not empty"):
-        make_trainer(tmp_path, [second], max_epochs=3).fit(
-            ScriptedModel(val_losses=(4.5,)), ckpt_path=tmp_path / "ck" / "last.ckpt"
-        )
+    # Resuming into the same folder is expected: no "not empty" warning (warnings are errors).
+    make_trainer(tmp_path, [second], max_epochs=3).fit(
+        ScriptedModel(val_losses=(4.5,)), ckpt_path=tmp_path / "ck" / "last.ckpt"
+    )
     assert files_in(tmp_path / "ck") == ["epoch=1-step=8.ckpt", "epoch=2-step=12.ckpt", "last.ckpt"]
     assert {
         os.path.basename(path): score.item() for path, score in second.best_k_models.items()

@@ -111,3 +111,18 @@ def test_resume_skips_samples_without_reading_them(tmp_path: Path) -> None:
         Model(), ckpt_path=tmp_path / "c" / "step=7.ckpt"
     )
     assert len(reads) == 12  # the last 3 batches of 4: the 7 finished batches were not read
+
+
+def test_last_on_a_first_launch_starts_from_scratch_without_a_warning(tmp_path: Path) -> None:
+    saver = ModelCheckpoint(dirpath=tmp_path / "c", save_last=True)
+    run = trainer(tmp_path, callbacks=[saver], max_epochs=1, limit_val_batches=0)
+    run.fit(Noisy(), ckpt_path="last")  # warnings are errors in this suite
+    assert run.ckpt_path is None and run.global_step == 10
+    again = trainer(
+        tmp_path,
+        callbacks=[ModelCheckpoint(dirpath=tmp_path / "c", save_last=True)],
+        max_epochs=2,
+        limit_val_batches=0,
+    )
+    again.fit(Noisy(), ckpt_path="last")
+    assert again.ckpt_path == str(tmp_path / "c" / "last.ckpt") and again.global_step == 20

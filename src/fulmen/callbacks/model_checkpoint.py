@@ -230,10 +230,16 @@ class ModelCheckpoint(Checkpoint):
                 f"ModelCheckpoint(save_last='link') needs a local directory, got "
                 f"dirpath={self.dirpath!r}. Use save_last=True for remote storage."
             )
-        if trainer.is_global_zero and stage == "fit" and self.save_top_k != 0:
+        # A resumed fit writes into its old folder on purpose: warn only for fresh runs.
+        resuming = bool(getattr(trainer, "_resume_requested", False))
+        if trainer.is_global_zero and stage == "fit" and self.save_top_k != 0 and not resuming:
             fs = _filesystem(self.dirpath)
             if fs.isdir(self.dirpath) and len(fs.ls(self.dirpath)) > 0:
-                rank_zero_warn(f"Checkpoint directory {self.dirpath} exists and is not empty.")
+                rank_zero_warn(
+                    f"Checkpoint directory {self.dirpath} exists and is not empty: files of "
+                    "this run may replace or sit beside them. Pass `ckpt_path=` to resume, or "
+                    "choose another `dirpath`."
+                )
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Start the clock for `train_time_interval`."""

@@ -185,7 +185,8 @@ def _newest_last_checkpoint(trainer: Trainer) -> str | None:
         if fs.exists(local):
             existing.append((fs.modified(local).timestamp(), path))
     if not existing:
-        rank_zero_warn(
+        # One command line serves the first launch and every requeue: say so, quietly.
+        rank_zero_info(
             "ckpt_path='last' found no checkpoint to resume from; training starts from scratch."
         )
         return None

@@ -75,6 +75,7 @@ def run_stage(
         TrainerFn.PREDICTING: "predict",
     }[fn]
     _check_legacy_hooks(model, stage_name)
+    trainer._resume_requested = ckpt_path is not None or trainer._user_ckpt_path is not None
     trainer._data.check(fn)  # type: ignore[union-attr]
     try:
         attach_configured_callbacks(trainer, model)

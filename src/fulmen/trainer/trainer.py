@@ -267,6 +267,7 @@ class Trainer:
         self._ckpt_path: str | None = None
         self._user_ckpt_path: str | None = None
         self._fit_started = False
+        self._resume_requested = False
         self._fit_start_time = 0.0
         if deterministic:
             torch.use_deterministic_algorithms(True, warn_only=deterministic == "warn")
