@@ -322,3 +322,12 @@ def test_rich_test_run_shows_the_testing_bar() -> None:
     trainer: Any = FakeTrainer(num_test_batches=[3])
     run_eval(bar, trainer, "test")
     assert "Testing" in file.getvalue() and "3/3" in file.getvalue()
+
+
+def test_bar_redraws_at_most_every_min_redraw_interval_but_always_at_the_end() -> None:
+    from fulmen.callbacks import TQDMProgressBar
+
+    bar = TQDMProgressBar(refresh_rate=1)
+    bar.min_redraw_interval = 3600.0  # nothing but the first and the last batch may redraw
+    decisions = [bar._should_update(n, 100) for n in range(1, 101)]
+    assert decisions[0] and decisions[-1] and sum(decisions) == 2

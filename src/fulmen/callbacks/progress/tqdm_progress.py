@@ -10,6 +10,7 @@ import functools
 import math
 import os
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 from fulmen.callbacks.progress.progress_bar import ProgressBar
@@ -104,6 +105,9 @@ class TQDMProgressBar(ProgressBar):
         "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]"
     )
 
+    # Seconds between two redraws at most (the last batch of a loop always redraws).
+    min_redraw_interval: float = 0.1
+
     def __init__(
         self, refresh_rate: int = 1, process_position: int = 0, leave: bool = False
     ) -> None:
@@ -122,6 +126,7 @@ class TQDMProgressBar(ProgressBar):
                 "int >= 0."
             )
         super().__init__()
+        self._last_redraw = -math.inf
         self._refresh_rate = self._resolve_refresh_rate(refresh_rate)
         self._process_position = process_position
         self._leave = leave
@@ -426,7 +431,19 @@ class TQDMProgressBar(ProgressBar):
 
     def _should_update(self, current: int, total: float | None) -> bool:
         rate = self._refresh_rate
-        return self._enabled and rate > 0 and (current % rate == 0 or current == total)
+        if not self._enabled or rate <= 0:
+            return False
+        if current == total:
+            return True
+        if current % rate != 0:
+            return False
+        # A redraw (metrics read from the device, formatted, written) costs far more than a
+        # step of a small model; nobody reads a bar faster than ~10 times a second.
+        now = time.monotonic()
+        if now - self._last_redraw < self.min_redraw_interval:
+            return False
+        self._last_redraw = now
+        return True
 
     @staticmethod
     def _resolve_refresh_rate(refresh_rate: int) -> int:
