@@ -261,3 +261,13 @@ def test_logging_a_dict_value_points_to_log_dict() -> None:
 
     with pytest.raises(MisconfigurationException, match="log_dict"):
         fulmen.Trainer(max_epochs=1, limit_train_batches=1, **QUIET).fit(DictLog())
+
+
+def test_sync_dist_misuse_is_reported() -> None:
+    class GroupWithoutSync(Base):  # type: ignore[misc,valid-type]
+        def training_step(self, batch: Any, batch_idx: int) -> Any:
+            self.log("x", 1.0, sync_dist_group=object())
+            return super().training_step(batch, batch_idx)
+
+    with pytest.raises(MisconfigurationException, match="needs `sync_dist=True`"):
+        fulmen.Trainer(max_epochs=1, limit_train_batches=1, **QUIET).fit(GroupWithoutSync())

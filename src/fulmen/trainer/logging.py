@@ -255,7 +255,18 @@ class Results:
                 "same batch. Log each name from one hook, or use different names."
             )
         metric = _Metric(name, key, fx, options)
+        sync_dist, group = options[5], options[6]
+        if group is not None and not sync_dist:
+            raise MisconfigurationException(
+                f"self.log({name!r}, ..., sync_dist_group=...) needs `sync_dist=True`: the group "
+                "only says which processes to reduce over."
+            )
         if _is_torchmetric(value):
+            if sync_dist:
+                rank_zero_warn(
+                    f"self.log({name!r}, metric, sync_dist=True): a torchmetrics Metric reduces "
+                    "its own state across processes in `compute()`; drop `sync_dist=True`."
+                )
             metric.torchmetric = value
         elif isinstance(value, dict):
             raise MisconfigurationException(
