@@ -126,3 +126,17 @@ def test_last_on_a_first_launch_starts_from_scratch_without_a_warning(tmp_path: 
     )
     again.fit(Noisy(), ckpt_path="last")
     assert again.ckpt_path == str(tmp_path / "c" / "last.ckpt") and again.global_step == 20
+
+
+def test_checkpoints_work_on_any_fsspec_url(tmp_path: Path) -> None:
+    saver = ModelCheckpoint(dirpath="memory://fulmen-test/ckpts", save_last=True, filename="{step}")
+    first = trainer(tmp_path, callbacks=[saver], max_epochs=1, limit_val_batches=0)
+    first.fit(Noisy())
+    assert saver.last_model_path == "memory://fulmen-test/ckpts/last.ckpt"
+    loaded = Noisy.load_from_checkpoint("memory://fulmen-test/ckpts/step=10.ckpt")
+    assert all(
+        torch.equal(a, b) for a, b in zip(loaded.parameters(), first.lightning_module.parameters())
+    )
+    resumed = trainer(tmp_path, max_epochs=2, limit_val_batches=0, enable_checkpointing=False)
+    resumed.fit(Noisy(), ckpt_path="memory://fulmen-test/ckpts/last.ckpt")
+    assert resumed.global_step == 20
