@@ -217,3 +217,17 @@ def test_resume_restores_top_k_tracking(tmp_path: Path) -> None:
         "epoch=1-step=8.ckpt": 4.0,
         "epoch=2-step=12.ckpt": 4.5,
     }
+
+
+def test_early_stopping_can_be_customised_by_overriding_public_methods(tmp_path: Path) -> None:
+    class StopAtSecondCheck(EarlyStopping):
+        checks = 0
+
+        def evaluate_stopping_criteria(self, current: torch.Tensor) -> tuple[bool, str | None]:
+            self.checks += 1
+            return self.checks >= 2, "enough"
+
+    stopper = StopAtSecondCheck("val_loss")
+    trainer = make_trainer(tmp_path, [stopper], max_epochs=10)
+    trainer.fit(ScriptedModel(val_losses=(5, 4, 3, 2, 1)))
+    assert stopper.checks == 2 and trainer.current_epoch == 2 and stopper.stopped_epoch == 1

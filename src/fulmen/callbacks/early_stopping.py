@@ -146,10 +146,24 @@ class EarlyStopping(Callback):
         )
         self.stopping_reason_message = state_dict.get("stopping_reason_message")
 
-    def _should_skip_check(self, trainer: Trainer) -> bool:
+    # The public methods below are the ones to override in a subclass. The underscore names are
+    # Lightning's; they forward to the public ones, so subclasses written for Lightning work too.
+
+    def should_skip_check(self, trainer: Trainer) -> bool:
+        """Whether to skip the check now: outside fit and during the sanity check."""
         return trainer.state.fn != "fit" or trainer.sanity_checking
 
+    def _should_skip_check(self, trainer: Trainer) -> bool:
+        return self.should_skip_check(trainer)
+
     def _run_early_stopping_check(self, trainer: Trainer) -> None:
+        self.run_early_stopping_check(trainer)
+
+    def _evaluate_stopping_criteria(self, current: Tensor) -> tuple[bool, str | None]:
+        return self.evaluate_stopping_criteria(current)
+
+    def run_early_stopping_check(self, trainer: Trainer) -> None:
+        """Read the monitored metric, update the state, and ask the trainer to stop if due."""
         metrics = trainer.callback_metrics
         if trainer.fast_dev_run or not self._monitor_is_available(metrics):
             return
@@ -178,7 +192,7 @@ class EarlyStopping(Callback):
             rank_zero_warn(message, category=RuntimeWarning)
         return False
 
-    def _evaluate_stopping_criteria(self, current: Tensor) -> tuple[bool, str | None]:
+    def evaluate_stopping_criteria(self, current: Tensor) -> tuple[bool, str | None]:
         """Update the state with `current`; return whether to stop and a message saying why."""
         better = self.monitor_op
         if self.check_finite and not torch.isfinite(current):
