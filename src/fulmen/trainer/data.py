@@ -54,6 +54,7 @@ class DataSource:
         self.val_loaders: list[Any] | None = None
         self.test_loaders: list[Any] | None = None
         self.predict_loaders: list[Any] | None = None
+        self._has_val: bool | None = None
         self._train_loaded_epoch = -1
         self._val_loaded_epoch = -1
         self._custom_transfer = any(is_overridden(h, module) for h in _TRANSFER_HOOKS) or (
@@ -136,11 +137,14 @@ class DataSource:
                 )
 
     def has_val(self) -> bool:
-        return (
-            self._has_source("val")
-            and is_overridden("validation_step", self.module)
-            and self.trainer.limit_val_batches != 0
-        )
+        # Asked after every training batch: decided once per run.
+        if self._has_val is None:
+            self._has_val = (
+                self._has_source("val")
+                and is_overridden("validation_step", self.module)
+                and self.trainer.limit_val_batches != 0
+            )
+        return self._has_val
 
     # ------------------------------------------------------------------ loading
 

@@ -433,9 +433,13 @@ def automatic_optimizer_step(
 ) -> Any:
     """`LightningOptimizer.step` in automatic optimization: closure, before-step hooks, clip, step."""
     module = trainer.lightning_module
-    clip = trainer.gradient_clip_val is not None or is_overridden(
-        "configure_gradient_clipping", module
-    )
+    clip = trainer._hook_cache.get(("clip",))
+    if clip is None:
+        # Decided once per run: this runs on every optimizer step.
+        clip = trainer.gradient_clip_val is not None or is_overridden(
+            "configure_gradient_clipping", module
+        )
+        trainer._hook_cache[("clip",)] = clip
 
     def wrapped() -> Any:
         result = closure() if closure is not None else None
