@@ -167,6 +167,15 @@ def call_datamodule(trainer: Trainer, name: str, *args: Any, **kwargs: Any) -> A
 
 def call_hook(trainer: Trainer, name: str, *args: Any) -> Any:
     """Run hook `name` on each callback in order, then on the module; return the module's result."""
+    # Most hooks are overridden by nobody: answer those with one dict lookup.
+    wanted = trainer._hook_cache.get(name)
+    if wanted is None:
+        wanted = bool(_callback_entries(trainer, name, None)) or not (
+            name in _MODULE_NOOPS and not is_overridden(name, trainer.lightning_module)
+        )
+        trainer._hook_cache[name] = wanted
+    if not wanted:
+        return None
     call_callbacks(trainer, name, *args)
     return call_module(trainer, name, *args)
 

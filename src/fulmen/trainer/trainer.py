@@ -247,7 +247,7 @@ class Trainer:
         self._eval_results = Results(self)
         self._eval_results.share_views(self._results)
         self._train_results = self._results
-        self._hook_cache: dict[tuple[Any, ...], Any] = {}
+        self._hook_cache: dict[Any, Any] = {}
         self._lightning_module: LightningModule | None = None
         self.datamodule: LightningDataModule | None = None
         self.optimizers: list[Optimizer] = []
