@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, RandomSampler, SequentialSampler
 
 from fulmen.trainer.call import call_datamodule, call_module, is_overridden
@@ -215,7 +216,8 @@ class DataSource:
         trainer = self.trainer
         device = trainer.strategy.root_device
         if not self._custom_transfer:
-            batch = move_data_to_device(batch, device)
+            if not (device.type == "cpu" and _flat_on_cpu(batch)):
+                batch = move_data_to_device(batch, device)
         else:
             owner_dm = self.datamodule is not None and any(
                 is_overridden(h, self.datamodule) for h in _TRANSFER_HOOKS
@@ -233,6 +235,18 @@ class DataSource:
                 )
                 batch = call_module(trainer, "on_after_batch_transfer", batch, dataloader_idx)
         return trainer.precision_plugin.convert_input(batch)
+
+
+def _flat_on_cpu(batch: Any) -> bool:
+    """Whether `batch` is a tensor, or a flat list/tuple of tensors, already on the CPU.
+
+    The common batch of a CPU run: walking it to move nothing would cost more than the check.
+    """
+    if isinstance(batch, Tensor):
+        return batch.device.type == "cpu"
+    if type(batch) in (list, tuple):
+        return all(isinstance(t, Tensor) and t.device.type == "cpu" for t in batch)
+    return False
 
 
 def iterate(

@@ -25,6 +25,7 @@ from fulmen.trainer.call import (
     call_hook,
 )
 from fulmen.trainer.logging import Results
+from fulmen.trainer.loop import automatic_optimizer_step
 from fulmen.trainer.run import run_stage
 from fulmen.trainer.state import RunningStage, TrainerFn, TrainerState
 from fulmen.utilities.exceptions import MisconfigurationException
@@ -429,8 +430,6 @@ class Trainer:
     def _manual_optimizer_step(self, optimizer: Optimizer, closure: Any, **kwargs: Any) -> Any:
         """`LightningOptimizer.step`: hooks, precision, then count one optimizer step."""
         if self.lightning_module.automatic_optimization:
-            from fulmen.trainer.loop import automatic_optimizer_step
-
             return automatic_optimizer_step(self, optimizer, closure, **kwargs)
 
         def wrapped() -> Any:
