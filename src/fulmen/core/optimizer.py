@@ -54,7 +54,7 @@ class LightningOptimizer:
         trainer = self._trainer
         if trainer is None:
             return self._optimizer.step(closure=closure, **kwargs)
-        return trainer._manual_optimizer_step(self._optimizer, closure, **kwargs)
+        return trainer._optimizer_step(self._optimizer, closure, **kwargs)
 
     def state_dict(self) -> dict[str, Any]:
         return self._optimizer.state_dict()

@@ -30,16 +30,16 @@ def dump_checkpoint(trainer: Trainer, weights_only: bool = False) -> dict[str, A
 
     module = trainer.lightning_module
     state = trainer.state
-    epoch_done = bool(state.extra.get("epoch_done", False))
+    epoch_done = state.epoch_done
     progress = state.state_dict()
-    if state.extra.get("step_pending"):
+    if state.step_pending:
         progress["batches_that_stepped"] += 1
     # Saved after a batch whose validation is due but has not run yet: the resumed run runs it.
     validation_due = (
         not epoch_done
         and state.stage == RunningStage.TRAINING
         and state.batches_done_in_epoch > 0
-        and state.extra.get("validated") != (state.epoch, state.batches_done_in_epoch - 1)
+        and state.validated != (state.epoch, state.batches_done_in_epoch - 1)
         and trainer._data is not None
         and _validation_due(trainer)
     )
@@ -59,7 +59,7 @@ def dump_checkpoint(trainer: Trainer, weights_only: bool = False) -> dict[str, A
                 "total_batches_seen": state.total_batches_seen,
                 # Exact resume: the random state now, and the one the epoch's shuffle came from.
                 "rng": _collect_rng_states(),
-                "epoch_start_rng": state.extra.get("epoch_start_rng"),
+                "epoch_start_rng": state.epoch_start_rng,
             }
         },
     }
@@ -257,10 +257,10 @@ def restore_training_state(trainer: Trainer, checkpoint: dict[str, Any]) -> None
     else:
         state.resume_batch_idx = int(loop.get("batches_done_in_epoch", 0))
         state.batches_done_in_epoch = state.resume_batch_idx
-        state.extra["resume_validation_due"] = bool(loop.get("validation_due", False))
+        state.resume_validation_due = bool(loop.get("validation_due", False))
     # Lightning skips the sanity check only when resuming inside an epoch.
-    state.extra["restarting"] = state.resume_batch_idx > 0
+    state.restarting = state.resume_batch_idx > 0
     if loop.get("rng") is not None:
-        state.extra["resume_rng"] = loop["rng"]
+        state.resume_rng = loop["rng"]
     if loop.get("epoch_start_rng") is not None:
-        state.extra["resume_epoch_start_rng"] = loop["epoch_start_rng"]
+        state.resume_epoch_start_rng = loop["epoch_start_rng"]

@@ -93,7 +93,7 @@ def run_validation(trainer: Trainer) -> None:
         return
     call_module(trainer, "on_validation_model_zero_grad")
     _run_eval(trainer, RunningStage.VALIDATING, data.val_loaders, trainer.num_val_batches)
-    trainer.state.extra["last_val_time"] = time.monotonic()
+    trainer.state.last_val_time = time.monotonic()
 
 
 def run_evaluation_entry(trainer: Trainer, fn: TrainerFn) -> list[dict[str, float]]:

@@ -49,14 +49,14 @@ def run_fit(trainer: Trainer, checkpoint: dict[str, Any] | None = None) -> None:
     module.zero_grad()
     if _should_run_sanity_check(trainer):
         eval_loop.run_sanity_check(trainer)
-    state.extra.pop("restarting", None)
+    state.restarting = False
     if data.should_reload_train():
         data.load_train()
     if data.has_val() and data.val_loaders is None:
         trainer.num_val_batches = data.eval_counts("val", data.load_eval("val"))  # type: ignore[assignment]
     trainer._fit_started = True
     trainer._fit_start_time = time.monotonic()
-    state.extra.pop("last_val_time", None)  # the validation clock starts with training
+    state.last_val_time = None  # the validation clock starts with training
     call_hook(trainer, "on_train_start")
     while not _fit_done(trainer):
         if data.should_reload_train():
@@ -78,7 +78,7 @@ def run_fit(trainer: Trainer, checkpoint: dict[str, Any] | None = None) -> None:
 def _end_training_epoch(trainer: Trainer, outputs: list[Any] | None) -> None:
     state = trainer.state
     results = trainer._train_results
-    state.extra["epoch_done"] = True  # checkpoints saved from here on resume at the next epoch
+    state.epoch_done = True  # checkpoints saved from here on resume at the next epoch
     results.epoch_end_reached()
     # Monitoring callbacks (ModelCheckpoint, EarlyStopping) run after the module so they can see
     # metrics logged in LightningModule.on_train_epoch_end.
@@ -93,17 +93,13 @@ def _end_training_epoch(trainer: Trainer, outputs: list[Any] | None) -> None:
     state.batch_idx = 0
     state.batches_done_in_epoch = 0  # a save from here on (even after fit) starts a new epoch
     state.resume_batch_idx = 0
-    state.extra.pop("epoch_done", None)
+    state.epoch_done = False
 
 
 def _should_run_sanity_check(trainer: Trainer) -> bool:
     data = trainer._data
     assert data is not None
-    return (
-        trainer.num_sanity_val_steps != 0
-        and data.has_val()
-        and not trainer.state.extra.get("restarting", False)
-    )
+    return trainer.num_sanity_val_steps != 0 and data.has_val() and not trainer.state.restarting
 
 
 def _max_epochs(trainer: Trainer) -> int:
@@ -160,7 +156,8 @@ def run_training_epoch(trainer: Trainer) -> list[Any] | None:
     )
     outputs: list[Any] | None = [] if legacy else None
     skip = state.resume_batch_idx
-    if skip and state.extra.pop("resume_validation_due", False):
+    validation_due, state.resume_validation_due = state.resume_validation_due, False
+    if skip and validation_due:
         # The checkpoint was taken after the batch and before the validation it triggered.
         state.batch_idx = skip - 1
         _validate_in_fit(trainer, stepping=True)
@@ -182,7 +179,7 @@ def run_training_epoch(trainer: Trainer) -> list[Any] | None:
         state.batches_done_in_epoch = batch_idx + 1
         state.total_batches_seen += 1
         # Counted after validation (the logger's x-axis), but already done for checkpoints.
-        state.extra["step_pending"] = stepping or not automatic
+        state.step_pending = stepping or not automatic
         if stepping:
             _step_schedulers(trainer, "step", plateau=False)
             if is_last:
@@ -198,7 +195,7 @@ def run_training_epoch(trainer: Trainer) -> list[Any] | None:
         results.step_end(should_log, step=state.batches_that_stepped)
         if _should_check_val(trainer, batch_idx, is_last):
             _validate_in_fit(trainer, stepping)
-        state.extra["step_pending"] = False
+        state.step_pending = False
         if stepping or not automatic:
             state.batches_that_stepped += 1
         if trainer.received_sigterm:
@@ -221,7 +218,7 @@ def _validate_in_fit(trainer: Trainer, stepping: bool) -> None:
         _step_schedulers(trainer, "step", plateau=True)
     trainer.state.stage = RunningStage.TRAINING
     trainer._results = trainer._train_results
-    trainer.state.extra["validated"] = (trainer.state.epoch, trainer.state.batch_idx)
+    trainer.state.validated = (trainer.state.epoch, trainer.state.batch_idx)
 
 
 def _start_epoch_data(trainer: Trainer, skip: int) -> tuple[Any, int]:
@@ -235,9 +232,11 @@ def _start_epoch_data(trainer: Trainer, skip: int) -> tuple[Any, int]:
 
     data = trainer._data
     assert data is not None
-    extra = trainer.state.extra
-    resume_rng = extra.pop("resume_rng", None)
-    epoch_start = extra.pop("resume_epoch_start_rng", None) if skip else None
+    state = trainer.state
+    resume_rng, state.resume_rng = state.resume_rng, None
+    epoch_start, state.resume_epoch_start_rng = state.resume_epoch_start_rng, None
+    if not skip:
+        epoch_start = None
     if epoch_start is not None:
         _set_rng_states(epoch_start["global"])
         _set_loader_generators(data.train_loader, epoch_start.get("loader"))
@@ -245,7 +244,7 @@ def _start_epoch_data(trainer: Trainer, skip: int) -> tuple[Any, int]:
         # Resuming at an epoch boundary: continue from the state saved with the checkpoint.
         _set_rng_states(resume_rng)
         resume_rng = None
-    extra["epoch_start_rng"] = {
+    state.epoch_start_rng = {
         "global": _collect_rng_states(),
         "loader": _loader_generator_states(data.train_loader),
     }
@@ -316,18 +315,13 @@ def _should_check_val(trainer: Trainer, batch_idx: int, is_last: bool) -> bool:
         # training starts and restarts when a validation ends.
         if trainer.should_stop and _can_stop_early(trainer):
             return True
-        start: float = trainer.state.extra.get("last_val_time", trainer._fit_start_time)
+        last = trainer.state.last_val_time
+        start = trainer._fit_start_time if last is None else last
         return time.monotonic() - start >= interval.total_seconds()
     if trainer.should_stop and _can_stop_early(trainer):
         return True
     val_check_batch = trainer.val_check_batch
     if val_check_batch == float("inf"):
-        return is_last
-    if (
-        isinstance(trainer.limit_train_batches, int)
-        and trainer.num_training_batches == trainer.limit_train_batches
-        and val_check_batch == trainer.num_training_batches
-    ):
         return is_last
     current = trainer.state.total_batches_seen - 1 if every is None else batch_idx
     return (current + 1) % int(val_check_batch) == 0

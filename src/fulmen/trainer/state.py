@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -81,7 +81,17 @@ class TrainerState:
     should_stop: bool = False  # set by EarlyStopping and friends; checked after each batch
     # Mid-epoch resume: batches of the resumed epoch that were already trained.
     resume_batch_idx: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    epoch_done: bool = False  # in the epoch-end hooks: a checkpoint resumes at the next epoch
+    step_pending: bool = False  # this batch stepped, but batches_that_stepped is not yet counted
+    validated: tuple[int, int] | None = None  # (epoch, batch_idx) of the last fit validation
+    last_val_time: float | None = None  # when fit's last validation ended (time-based checks)
+    restarting: bool = False  # resumed inside an epoch: no sanity check
+    # Random states for exact resume: where this epoch's shuffle came from, and, when restoring
+    # a checkpoint, the states it saved.
+    epoch_start_rng: dict[str, Any] | None = None
+    resume_rng: dict[str, Any] | None = None
+    resume_epoch_start_rng: dict[str, Any] | None = None
+    resume_validation_due: bool = False
 
     @property
     def finished(self) -> bool:

@@ -172,10 +172,6 @@ class Trainer:
         self.val_check_interval = args_.check_val_check_interval(
             val_check_interval, check_val_every_n_epoch
         )
-        if isinstance(self.val_check_interval, int) and not isinstance(
-            self.val_check_interval, bool
-        ):
-            pass
         self.check_val_every_n_epoch = check_val_every_n_epoch
         self.num_sanity_val_steps = 2 if num_sanity_val_steps is None else num_sanity_val_steps
         self.log_every_n_steps = 50 if log_every_n_steps is None else log_every_n_steps
@@ -427,7 +423,7 @@ class Trainer:
         self.strategy.backward(loss, *args, **kwargs)
         call_hook(self, "on_after_backward")
 
-    def _manual_optimizer_step(self, optimizer: Optimizer, closure: Any, **kwargs: Any) -> Any:
+    def _optimizer_step(self, optimizer: Optimizer, closure: Any, **kwargs: Any) -> Any:
         """`LightningOptimizer.step`: hooks, precision, then count one optimizer step."""
         if self.lightning_module.automatic_optimization:
             return automatic_optimizer_step(self, optimizer, closure, **kwargs)
