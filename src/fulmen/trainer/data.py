@@ -14,7 +14,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
-from torch.utils.data import DataLoader, IterableDataset, RandomSampler, SequentialSampler
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    IterableDataset,
+    RandomSampler,
+    SequentialSampler,
+)
 
 from fulmen.trainer.call import call_datamodule, call_module, is_overridden
 from fulmen.trainer.state import TrainerFn
@@ -321,6 +327,12 @@ def resume_loader(loader: Any, skip: int, on_skipped: Callable[[], None]) -> tup
         return loader, 0
     if type(loader) is not DataLoader or isinstance(loader.dataset, IterableDataset):
         return _ConsumeThenCall(loader, skip, on_skipped), skip
+    sampler = _SkipBatchSampler(loader.batch_sampler, skip, on_skipped)
+    return with_batch_sampler(loader, sampler), 0
+
+
+def with_batch_sampler(loader: DataLoader[Any], batch_sampler: Any) -> DataLoader[Any]:
+    """The same DataLoader (workers, collate, pinning, generator...) over another batch sampler."""
     kwargs: dict[str, Any] = dict(
         num_workers=loader.num_workers,
         collate_fn=loader.collate_fn,
@@ -334,8 +346,7 @@ def resume_loader(loader: Any, skip: int, on_skipped: Callable[[], None]) -> tup
     )
     if loader.num_workers > 0:
         kwargs["prefetch_factor"] = loader.prefetch_factor
-    sampler = _SkipBatchSampler(loader.batch_sampler, skip, on_skipped)
-    return DataLoader(loader.dataset, batch_sampler=sampler, **kwargs), 0
+    return DataLoader(loader.dataset, batch_sampler=batch_sampler, **kwargs)
 
 
 class _ConsumeThenCall:
@@ -479,21 +490,10 @@ def _without_shuffle(loader: Any, reason: str) -> Any:
         f"`{reason}` uses the same batches every epoch, so the train dataloader's shuffling is "
         "turned off. Pass `shuffle=False` to silence this."
     )
-    if type(loader) is not DataLoader:
+    if type(loader) is not DataLoader or loader.batch_size is None:
         return loader
-    kwargs: dict[str, Any] = dict(
-        batch_size=loader.batch_size,
-        num_workers=loader.num_workers,
-        collate_fn=loader.collate_fn,
-        pin_memory=loader.pin_memory,
-        drop_last=loader.drop_last,
-        timeout=loader.timeout,
-        worker_init_fn=loader.worker_init_fn,
-        persistent_workers=loader.persistent_workers,
-    )
-    if loader.num_workers > 0:
-        kwargs["prefetch_factor"] = loader.prefetch_factor
-    return DataLoader(loader.dataset, sampler=SequentialSampler(loader.dataset), **kwargs)  # type: ignore[arg-type]
+    sequential = SequentialSampler(loader.dataset)  # type: ignore[arg-type]
+    return with_batch_sampler(loader, BatchSampler(sequential, loader.batch_size, loader.drop_last))
 
 
 def estimated_stepping_batches(trainer: Trainer) -> int | float:

@@ -23,7 +23,7 @@ from fulmen.trainer.call import (
     call_teardown_hook,
     is_overridden,
 )
-from fulmen.trainer.data import iterate
+from fulmen.trainer.data import iterate, with_batch_sampler
 from fulmen.trainer.state import RunningStage, TrainerFn
 
 if TYPE_CHECKING:
@@ -277,18 +277,7 @@ def _recording_indices(loader: Any) -> Any:
     """Rebuild a plain map-style DataLoader so prediction writers learn each batch's indices."""
     if type(loader) is not DataLoader or loader.batch_sampler is None:
         return loader
-    kwargs: dict[str, Any] = dict(
-        num_workers=loader.num_workers,
-        collate_fn=loader.collate_fn,
-        pin_memory=loader.pin_memory,
-        timeout=loader.timeout,
-        worker_init_fn=loader.worker_init_fn,
-        persistent_workers=loader.persistent_workers,
-    )
-    if loader.num_workers > 0:
-        kwargs["prefetch_factor"] = loader.prefetch_factor
-    sampler = _RecordingBatchSampler(loader.batch_sampler)
-    return DataLoader(loader.dataset, batch_sampler=sampler, **kwargs)
+    return with_batch_sampler(loader, _RecordingBatchSampler(loader.batch_sampler))
 
 
 def _has_epoch_writer(trainer: Trainer) -> bool:
