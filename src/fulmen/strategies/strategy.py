@@ -6,6 +6,7 @@ strategies, `torch.distributed`. Code outside `strategies/` never branches on it
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from fulmen.core.module import LightningModule
 
 __all__ = ["ParallelStrategy", "Strategy"]
+
+_NULL = nullcontext()
 
 
 class Strategy:
@@ -41,6 +44,7 @@ class Strategy:
         self._model: nn.Module | None = None
         self.optimizers: list[Optimizer] = []
         self._lightning_optimizers: list[LightningOptimizer] = []
+        self.launcher: Any = None  # starts the other processes (multi-process strategies)
 
     @property
     def checkpoint_io(self) -> CheckpointIO:
@@ -150,6 +154,23 @@ class Strategy:
         loss = self.precision_plugin.pre_backward(loss)
         self._lightning_module.backward(loss, *args, **kwargs)  # type: ignore[union-attr]
 
+    def block_backward_sync(self) -> AbstractContextManager[Any]:
+        """The context of a backward that must not synchronize gradients (accumulation)."""
+        return _NULL
+
+    def mark(self, stage: str, epoch: int, batch_idx: int) -> None:
+        """Record where the loop is, for the multi-process hang report (nothing to do here)."""
+
+    def on_exception(self, exception: BaseException) -> None:
+        """Called when a run fails, before the hooks' `on_exception`."""
+
+    def agree_to_stop(self, requested: bool) -> bool:
+        """Whether the run stops for a signal now; multi-process strategies make ranks agree."""
+        return requested
+
+    def configure_launcher(self) -> None:
+        """Decide how the other processes of a run start (a single process starts none)."""
+
     # ------------------------------------------------------------------ collectives
 
     def reduce(self, tensor: Any, group: Any | None = None, reduce_op: str | None = "mean") -> Any:
@@ -170,6 +191,9 @@ class Strategy:
     def reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
         """Combine a per-process decision: True if all (or, with `all=False`, any) processes agree."""
         return decision
+
+    def check_same_keys(self, keys: tuple[str, ...], where: str) -> None:
+        """Check that every process synchronizes the same logged names (one process always does)."""
 
     # ------------------------------------------------------------------ checkpoints
 

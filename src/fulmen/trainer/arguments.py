@@ -6,6 +6,7 @@ says what is allowed.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,13 @@ from fulmen.plugins.environments import ClusterEnvironment
 from fulmen.plugins.io import CheckpointIO
 from fulmen.plugins.layer_sync import LayerSync
 from fulmen.plugins.precision import DoublePrecision, HalfPrecision, MixedPrecision, Precision
-from fulmen.strategies import PLANNED_STRATEGIES, SingleDeviceStrategy, Strategy, StrategyRegistry
+from fulmen.strategies import (
+    UNSUPPORTED_STRATEGIES,
+    ParallelStrategy,
+    SingleDeviceStrategy,
+    Strategy,
+    StrategyRegistry,
+)
 from fulmen.utilities.exceptions import MisconfigurationException
 
 if TYPE_CHECKING:
@@ -308,10 +315,24 @@ def select_strategy(
     value: Any,
     accelerator: Accelerator,
     devices: Any,
-    num_nodes: int,
+    num_nodes: Any,
     precision: Precision,
-    checkpoint_io: CheckpointIO | None,
+    plugins: Plugins,
+    sync_batchnorm: bool,
 ) -> Strategy:
+    check_int("num_nodes", num_nodes, 1)
+    if devices is None:
+        raise ValueError(
+            "Trainer(devices=None) is invalid: expected 'auto', an int, a string or a list."
+        )
+    if isinstance(devices, int) and not isinstance(devices, bool) and devices == 0:
+        raise ValueError("Trainer(devices=0) is invalid: expected 'auto', -1 or an int >= 1.")
+    if isinstance(devices, bool) or not isinstance(devices, (int, str, list, tuple)):
+        raise ValueError(
+            f"Trainer(devices={devices!r}) is invalid: expected 'auto', an int, a string such as "
+            "'0,1', or a list of device indices."
+        )
+    parallel = accelerator.get_parallel_devices(accelerator.parse_devices(devices))
     if isinstance(value, Strategy):
         strategy = value
     else:
@@ -319,64 +340,95 @@ def select_strategy(
             raise ValueError(
                 f"Trainer(strategy={value!r}) is invalid: expected a strategy name or a Strategy."
             )
-        check_int("num_nodes", num_nodes, 1)
-        if devices is None:
-            raise ValueError(
-                "Trainer(devices=None) is invalid: expected 'auto', an int, a string or a list."
-            )
-        if isinstance(devices, int) and devices == 0:
-            raise ValueError("Trainer(devices=0) is invalid: expected 'auto', -1 or an int >= 1.")
-        parallel = accelerator.get_parallel_devices(accelerator.parse_devices(devices))
         name = value.lower()
-        if name in PLANNED_STRATEGIES or (name == "auto" and (len(parallel) > 1 or num_nodes > 1)):
+        if name in UNSUPPORTED_STRATEGIES:
             raise MisconfigurationException(
-                f"Trainer(strategy={value!r}, devices={devices!r}, num_nodes={num_nodes!r}) needs "
-                "multi-process training, which is not supported yet in fulmen (it comes with the "
-                "multi-device issue). Use one device for now."
+                f"Trainer(strategy={value!r}) is not supported by fulmen. Use 'ddp' (or "
+                "'ddp_spawn') for data parallel training, or 'fsdp' to shard a large model."
             )
-        if name not in ("auto", *StrategyRegistry):
+        multi = len(parallel) > 1 or num_nodes > 1 or _launched_externally()
+        if name == "auto":
+            name = "ddp" if multi else "single_device"
+        if name == "single_device":
+            if len(parallel) > 1 or num_nodes > 1:
+                raise MisconfigurationException(
+                    f"Trainer(strategy='single_device', devices={devices!r}, "
+                    f"num_nodes={num_nodes!r}) runs one device only. Use strategy='ddp' for "
+                    "several devices."
+                )
+            strategy = SingleDeviceStrategy(device=parallel[0])
+        elif name in StrategyRegistry:
+            strategy = StrategyRegistry[name]()
+        else:
             raise ValueError(
                 f"Trainer(strategy={value!r}) is not a known strategy. Choose one of "
-                f"{sorted(['auto', *StrategyRegistry, *PLANNED_STRATEGIES])} or pass a Strategy."
+                f"{sorted(['auto', 'single_device', *StrategyRegistry])} or pass a Strategy."
             )
-        strategy = SingleDeviceStrategy(device=parallel[0])
     if strategy.accelerator is None:
         strategy.accelerator = accelerator
-    strategy.precision_plugin = precision
-    if checkpoint_io is not None:
-        strategy.checkpoint_io = checkpoint_io
+    strategy.precision_plugin = plugins.precision or precision
+    if plugins.checkpoint_io is not None:
+        strategy.checkpoint_io = plugins.checkpoint_io
+    if isinstance(strategy, ParallelStrategy):
+        if not strategy.parallel_devices:
+            strategy.parallel_devices = parallel
+        if plugins.cluster_environment is not None:
+            strategy.cluster_environment = plugins.cluster_environment
+        elif strategy.cluster_environment is None:
+            strategy.cluster_environment = detect_cluster_environment()
+        strategy.num_nodes = num_nodes  # type: ignore[misc]
+        strategy.sync_batchnorm = sync_batchnorm or plugins.layer_sync is not None  # type: ignore[attr-defined]
+        strategy.cluster_environment.validate_settings(len(strategy.parallel_devices), num_nodes)
+        strategy.configure_launcher()
     return strategy
 
 
-def split_plugins(plugins: Any) -> tuple[Precision | None, CheckpointIO | None]:
-    items = [] if plugins is None else plugins if isinstance(plugins, (list, tuple)) else [plugins]
-    precision: Precision | None = None
-    checkpoint_io: CheckpointIO | None = None
-    for plugin in items:
-        if isinstance(plugin, Precision):
-            if precision is not None:
-                raise MisconfigurationException(
-                    "Trainer(plugins=...) got more than one precision plugin."
+def detect_cluster_environment() -> ClusterEnvironment:
+    from fulmen.plugins import environments
+
+    detect = getattr(environments, "detect_cluster_environment", None)
+    return detect() if detect is not None else environments.LightningEnvironment()  # type: ignore[no-any-return]
+
+
+def _launched_externally() -> bool:
+    """Whether torchrun, SLURM (srun) or similar started this process as one of several."""
+    return (
+        int(os.environ.get("WORLD_SIZE", "1")) > 1 or int(os.environ.get("SLURM_NTASKS", "1")) > 1
+    )
+
+
+class Plugins:
+    """The Trainer's `plugins=` argument, sorted by kind."""
+
+    def __init__(self, plugins: Any) -> None:
+        items = (
+            [] if plugins is None else plugins if isinstance(plugins, (list, tuple)) else [plugins]
+        )
+        self.precision: Precision | None = None
+        self.checkpoint_io: CheckpointIO | None = None
+        self.cluster_environment: ClusterEnvironment | None = None
+        self.layer_sync: LayerSync | None = None
+        slots = (
+            ("precision", Precision),
+            ("checkpoint_io", CheckpointIO),
+            ("cluster_environment", ClusterEnvironment),
+            ("layer_sync", LayerSync),
+        )
+        for plugin in items:
+            for slot, kind in slots:
+                if isinstance(plugin, kind):
+                    if getattr(self, slot) is not None:
+                        raise MisconfigurationException(
+                            f"Trainer(plugins=...) got more than one {kind.__name__} "
+                            f"({type(getattr(self, slot)).__name__} and {type(plugin).__name__})."
+                        )
+                    setattr(self, slot, plugin)
+                    break
+            else:
+                raise ValueError(
+                    f"Trainer(plugins=[{plugin!r}]) is not a plugin fulmen knows: expected "
+                    "Precision, CheckpointIO, ClusterEnvironment or LayerSync instances."
                 )
-            precision = plugin
-        elif isinstance(plugin, CheckpointIO):
-            if checkpoint_io is not None:
-                raise MisconfigurationException(
-                    "Trainer(plugins=...) got more than one CheckpointIO."
-                )
-            checkpoint_io = plugin
-        elif isinstance(plugin, (ClusterEnvironment, LayerSync)):
-            raise MisconfigurationException(
-                f"Trainer(plugins=[{type(plugin).__name__}(...)]) configures multi-process "
-                "training, which is not supported yet in fulmen (it comes with the multi-device "
-                "issue)."
-            )
-        else:
-            raise ValueError(
-                f"Trainer(plugins=[{plugin!r}]) is not a plugin fulmen knows: expected Precision, "
-                "CheckpointIO, ClusterEnvironment or LayerSync instances."
-            )
-    return precision, checkpoint_io
 
 
 def build_loggers(logger: Any, default_root_dir: str, active: bool) -> list[Logger]:

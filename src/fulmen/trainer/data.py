@@ -163,6 +163,7 @@ class DataSource:
         _seed_workers(loader, trainer.global_rank)
         if trainer.overfit_batches:
             loader = _without_shuffle(loader, "overfit_batches")
+        loader = self._distribute(loader, "train")
         self.train_loader = loader
         self._train_loaded_epoch = trainer.current_epoch
         limit = trainer.limit_train_batches
@@ -182,6 +183,8 @@ class DataSource:
         for loader in loaders:
             _check_loader(f"{prefix}_dataloader", loader)
             _seed_workers(loader, trainer.global_rank)
+        if not (prefix == "val" and trainer.overfit_batches):
+            loaders = [self._distribute(loader, prefix) for loader in loaders]
         setattr(self, f"{prefix}_loaders", loaders)
         every = trainer.check_val_every_n_epoch
         validates_now = every is None or (trainer.current_epoch + 1) % every == 0
@@ -189,6 +192,15 @@ class DataSource:
         if prefix == "val" and (validates_now or not trainer.sanity_checking):
             self._val_loaded_epoch = trainer.current_epoch
         return loaders
+
+    def _distribute(self, loader: Any, mode: str) -> Any:
+        trainer = self.trainer
+        kwargs = trainer.strategy.distributed_sampler_kwargs
+        if not trainer.use_distributed_sampler or not kwargs or kwargs["num_replicas"] < 2:
+            return loader
+        from fulmen.trainer.distributed_data import distribute_loader
+
+        return distribute_loader(loader, mode, kwargs["num_replicas"], kwargs["rank"])
 
     def eval_counts(self, prefix: str, loaders: list[Any]) -> list[int]:
         trainer = self.trainer

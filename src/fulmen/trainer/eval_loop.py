@@ -134,6 +134,8 @@ def _run_eval(
     legacy_name = f"{noun}_epoch_end"
     legacy = hasattr(module, legacy_name) and is_overridden(legacy_name, module)
     outputs: list[list[Any]] = [[] for _ in loaders]
+    strategy = trainer.strategy
+    padded = strategy.world_size > 1
     try:
         call_module(trainer, f"on_{noun}_model_eval")
         with _eval_context(trainer):
@@ -143,8 +145,13 @@ def _run_eval(
                 results.dataloader_idx = dl_idx if multiple else None
                 extra = (dl_idx,) if multiple else ()
                 for batch_idx, batch, _ in iterate(loader, count):
+                    strategy.mark(noun, trainer.current_epoch, batch_idx)
+                    ignore = False
+                    if padded:
+                        batch, ignore = _drop_padding(loader, batch_idx, batch)
                     batch = data.transfer(batch, dl_idx)
                     results.new_batch(batch)
+                    results.ignore_batch = ignore
                     call_hook(trainer, f"on_{noun}_batch_start", batch, batch_idx, *extra)
                     results.current_fx = _STEP[noun]
                     output = step(batch, batch_idx, *extra)
@@ -171,6 +178,30 @@ def _run_eval(
         trainer._results = previous_results
         trainer.state.stage = outer_stage
     return _split_by_dataloader(logged, len(loaders))
+
+
+def _drop_padding(loader: Any, batch_idx: int, batch: Any) -> tuple[Any, bool]:
+    """The batch without the samples DistributedSampler repeated, and whether to ignore it.
+
+    Those samples would be counted twice in the metrics. A batch made only of padding still runs
+    (the other ranks' collectives expect it), but nothing it logs is counted.
+    """
+    from fulmen.trainer.distributed_data import drop_padding, padding_in_batch
+    from fulmen.utilities.rank_zero import rank_zero_warn
+
+    length, padding = padding_in_batch(loader, batch_idx)
+    if not padding:
+        return batch, False
+    if padding >= length:
+        return batch, True
+    trimmed, cut = drop_padding(batch, length, padding)
+    if not cut:
+        rank_zero_warn(
+            "The last evaluation batch holds samples DistributedSampler repeated to even out the "
+            f"ranks, but fulmen found no tensor with {length} rows to drop them from, so they "
+            "are counted twice. Return tensors (or lists) with the batch as first dimension."
+        )
+    return trimmed, False
 
 
 def _split_by_dataloader(logged: dict[str, Tensor], count: int) -> list[dict[str, float]]:

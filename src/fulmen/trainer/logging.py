@@ -90,6 +90,9 @@ class _Metric:
         "values",
         "torchmetric",
         "stamp",
+        "version",
+        "synced",
+        "synced_version",
     )
 
     def __init__(self, name: str, key: str, fx: str, options: tuple[Any, ...]) -> None:
@@ -113,6 +116,9 @@ class _Metric:
         self.values: list[Tensor] = []
         self.torchmetric: Any = None
         self.stamp = -1  # the batch in which it was last logged
+        self.version = 0  # counts updates, so a value synchronized across ranks is reused
+        self.synced: Tensor | None = None
+        self.synced_version = -1
 
     @property
     def forked(self) -> bool:
@@ -130,6 +136,7 @@ class _Metric:
         self.value = value
         if not self.on_epoch or self.torchmetric is not None:
             return
+        self.version += 1
         value = value.detach()
         reduce = self.reduce
         if reduce == "mean":
@@ -156,6 +163,30 @@ class _Metric:
         fn: Callable[[Tensor], Tensor] = self.reduce
         return fn(torch.stack(self.values))
 
+    def compute_global(self, strategy: Any) -> Tensor:
+        """The epoch value over all ranks: exact weighted mean, sum, max or min of every sample.
+
+        Lightning averages the per-rank means, which is off when ranks saw different numbers of
+        samples; here the totals and weights are summed instead.
+        """
+        if self.synced is not None and self.synced_version == self.version:
+            return self.synced
+        reduce = self.reduce
+        if reduce == "mean":
+            total = self.total if self.total is not None else torch.zeros(())
+            both = torch.stack([total.float(), torch.tensor(float(self.weight))])
+            both = strategy.reduce(both, group=self.group, reduce_op="sum")
+            value = both[0] / both[1]
+        elif reduce in ("sum", "max", "min"):
+            # A rank that counted no sample (all its batches were padding) adds nothing.
+            empty = {"sum": 0.0, "max": float("-inf"), "min": float("inf")}[reduce]
+            total = self.total if self.total is not None else torch.tensor(empty)
+            value = strategy.reduce(total, group=self.group, reduce_op=reduce)
+        else:
+            value = strategy.reduce(self.compute(), group=self.group, reduce_op="mean")
+        self.synced, self.synced_version = value, self.version
+        return value  # type: ignore[no-any-return]
+
 
 class Results:
     """Everything `self.log` recorded, and the three views the trainer exposes of it."""
@@ -167,6 +198,8 @@ class Results:
         self._batch_size: int | None = None
         self.dataloader_idx: int | None = None  # set while an eval loop has several loaders
         self.stamp = 0  # incremented per batch so a step value is counted once per batch
+        # Set by the evaluation loop for a batch made only of DistributedSampler padding.
+        self.ignore_batch = False
         self._store: dict[str, _Metric] = {}
         self._step_metrics: list[_Metric] = []
         self._epoch_end = False
@@ -229,10 +262,29 @@ class Results:
             batch_size = kw["batch_size"] or self._infer_batch_size(name)
         else:
             batch_size = 1
-        metric.update(tensor, batch_size)
+        if metric.sync_dist and self.trainer.strategy.world_size > 1:
+            self._update_synced(metric, tensor, batch_size, fx)
+        elif not self.ignore_batch:
+            metric.update(tensor, batch_size)
         if metric.on_step and metric.stamp != self.stamp:
             metric.stamp = self.stamp
             self._step_metrics.append(metric)
+
+    def _update_synced(self, metric: _Metric, tensor: Tensor, batch_size: int, fx: str) -> None:
+        # The epoch aggregate keeps this rank's own values (reduced exactly at epoch end); the
+        # step value is reduced now, in the same order on every rank, as Lightning does.
+        if not self.ignore_batch:
+            metric.update(tensor, batch_size)
+        else:
+            metric.version += 1  # versions must agree across ranks: they decide who syncs
+        if metric.on_step:
+            strategy = self.trainer.strategy
+            strategy.check_same_keys((metric.key,), fx)
+            metric.value = strategy.reduce(
+                tensor.detach(), group=metric.group, reduce_op=_sync_op(metric.reduce)
+            )
+        elif metric.value is None:
+            metric.value = tensor
 
     def _add(
         self,
@@ -324,6 +376,7 @@ class Results:
         self.batch = batch
         self._batch_size = None
         self.stamp += 1
+        self.ignore_batch = False
 
     def reset(self) -> None:
         """Forget the recorded values (at the start of an epoch or an evaluation run)."""
@@ -362,21 +415,47 @@ class Results:
 
     def epoch_end_reached(self) -> None:
         self._epoch_end = True
-        self._publish_epoch()
+        self._publish_epoch(sync=True)
 
-    def _publish_epoch(self) -> dict[str, Tensor]:
-        """Compute epoch values and publish them to callback and progress-bar views."""
+    def sync_epoch(self) -> None:
+        """Synchronize epoch values logged since the last sync (a point every rank reaches)."""
+        if self._epoch_end:
+            self._publish_epoch(sync=True)
+
+    def _publish_epoch(self, sync: bool = False) -> dict[str, Tensor]:
+        """Compute epoch values and publish them to callback and progress-bar views.
+
+        Values logged with `sync_dist=True` are reduced across ranks only when `sync` is set,
+        at points of the loop every rank reaches; reading `trainer.callback_metrics` (maybe on
+        one rank only) never starts a collective.
+        """
+        strategy = self.trainer.strategy
+        distributed = strategy.world_size > 1
+        if sync and distributed:
+            keys = tuple(
+                m.key
+                for m in self._store.values()
+                if m.sync_dist
+                and m.on_epoch
+                and m.torchmetric is None
+                and m.synced_version != m.version
+            )
+            if keys:
+                strategy.check_same_keys(keys, "epoch end")
         epoch_values: dict[str, Tensor] = {}
         for metric in self._store.values():
             if not metric.on_epoch or (
                 metric.total is None and metric.torchmetric is None and not metric.values
             ):
-                continue
-            value = metric.compute()
-            if metric.sync_dist:
-                value = self.trainer.strategy.reduce(
-                    value, group=metric.group, reduce_op=_sync_op(metric.reduce)
-                )
+                if not (metric.sync_dist and distributed and metric.on_epoch and sync):
+                    continue
+            if metric.sync_dist and distributed and metric.torchmetric is None:
+                if sync or metric.synced_version == metric.version:
+                    value = metric.compute_global(strategy)
+                else:
+                    value = metric.compute()
+            else:
+                value = metric.compute()
             self.callback[metric.key] = value
             self.callback[metric.epoch_name] = value
             if metric.prog_bar:
@@ -387,7 +466,7 @@ class Results:
 
     def epoch_end(self, step: int) -> dict[str, Tensor]:
         """At the end of an epoch: final epoch values to loggers; torchmetrics are reset."""
-        values = self._publish_epoch()
+        values = self._publish_epoch(sync=True)
         for metric in self._store.values():
             if metric.torchmetric is not None and metric.on_epoch:
                 metric.torchmetric.reset()

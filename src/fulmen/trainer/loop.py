@@ -86,6 +86,7 @@ def _end_training_epoch(trainer: Trainer, outputs: list[Any] | None) -> None:
     call_module(trainer, "on_train_epoch_end")
     if outputs is not None:
         call_module(trainer, "training_epoch_end", outputs)
+    results.sync_epoch()  # values the module logged just now, before the monitors read them
     call_callbacks(trainer, "on_train_epoch_end", monitoring=True)
     results.epoch_end(step=max(state.batches_that_stepped - 1, 0))
     _step_schedulers(trainer, "epoch", plateau=True)
@@ -162,8 +163,10 @@ def run_training_epoch(trainer: Trainer) -> list[Any] | None:
         state.batch_idx = skip - 1
         _validate_in_fit(trainer, stepping=True)
     loader, consume = _start_epoch_data(trainer, skip)
+    strategy = trainer.strategy
     for batch_idx, batch, is_last in iterate(loader, trainer.num_training_batches, skip, consume):
         state.batch_idx = batch_idx
+        strategy.mark("training", state.epoch, batch_idx)
         trainer.is_last_batch = is_last
         batch = data.transfer(batch, 0)
         results.new_batch(batch)
@@ -198,7 +201,7 @@ def run_training_epoch(trainer: Trainer) -> list[Any] | None:
         state.step_pending = False
         if stepping or not automatic:
             state.batches_that_stepped += 1
-        if trainer.received_sigterm:
+        if strategy.agree_to_stop(trainer.received_sigterm):
             _stop_for_preemption(trainer)
         if trainer.max_steps != -1 and state.global_step >= trainer.max_steps:
             break
@@ -244,6 +247,9 @@ def _start_epoch_data(trainer: Trainer, skip: int) -> tuple[Any, int]:
         # Resuming at an epoch boundary: continue from the state saved with the checkpoint.
         _set_rng_states(resume_rng)
         resume_rng = None
+    from fulmen.trainer.distributed_data import set_sampler_epoch
+
+    set_sampler_epoch(data.train_loader, state.epoch)
     state.epoch_start_rng = {
         "global": _collect_rng_states(),
         "loader": _loader_generator_states(data.train_loader),
@@ -406,7 +412,8 @@ def _run_automatic_batch(trainer: Trainer, batch: Any, batch_idx: int, stepping:
         closure()
         return output
     if not stepping:
-        closure()
+        with trainer.strategy.block_backward_sync():
+            closure()
         return output
     call_module(trainer, "optimizer_step", trainer.current_epoch, batch_idx, optimizers[0], closure)
     return output

@@ -42,6 +42,13 @@ def run_stage(
     weights_only: bool | None,
 ) -> Any:
     """Run one entry point: attach, set up, restore `ckpt_path`, run its loop, tear down."""
+    launcher = trainer.strategy.launcher
+    if launcher is not None and not launcher.launched:
+        # Multi-process strategies first start their processes; each then runs this again.
+        trainer._lightning_module = model  # spawned workers send their weights back into it
+        return launcher.launch(
+            run_stage, trainer, model, datamodule, fn, ckpt_path, weights_only, trainer=trainer
+        )
     from fulmen.trainer import checkpoint as ckpt
     from fulmen.trainer import eval_loop, loop
 
@@ -125,6 +132,7 @@ def handle_exception(trainer: Trainer, exception: BaseException, stage: str) -> 
     trainer.interrupted = True
     if isinstance(exception, KeyboardInterrupt):
         rank_zero_info("Detected KeyboardInterrupt, attempting graceful shutdown ...")
+    trainer.strategy.on_exception(exception)
     call_callbacks(trainer, "on_exception", exception)
     if trainer.datamodule is not None:
         trainer.datamodule.on_exception(exception)

@@ -204,22 +204,22 @@ class Trainer:
             self.limit_train_batches = self.limit_val_batches = overfit_batches
 
         # -------- parts
-        precision_plugin, checkpoint_io = args_.split_plugins(plugins)
+        plugins_ = args_.Plugins(plugins)
         self.accelerator = args_.select_accelerator(accelerator)
         device_type = {"CUDAAccelerator": "cuda", "MPSAccelerator": "mps"}.get(
             type(self.accelerator).__name__, "cpu"
         )
-        precision_plugin = precision_plugin or args_.select_precision(precision, device_type)
+        precision_plugin = plugins_.precision or args_.select_precision(precision, device_type)
         self.strategy: Strategy = args_.select_strategy(
-            strategy, self.accelerator, devices, num_nodes, precision_plugin, checkpoint_io
+            strategy,
+            self.accelerator,
+            devices,
+            num_nodes,
+            precision_plugin,
+            plugins_,
+            sync_batchnorm,
         )
         self.num_nodes = num_nodes
-        if sync_batchnorm:
-            raise MisconfigurationException(
-                "Trainer(sync_batchnorm=True) synchronizes batch norm across processes, and "
-                "multi-process training is not supported yet in fulmen (it comes with the "
-                "multi-device issue)."
-            )
         self.sync_batchnorm = sync_batchnorm
         self.callbacks: list[Callback] = args_.build_callbacks(
             callbacks,

@@ -1,13 +1,19 @@
-"""Cluster environments: where this process sits among all the processes of a run."""
+"""Cluster environments: where this process sits among all the processes of a run.
+
+One module per launcher. `detect_cluster_environment()` picks the one this process runs under;
+the strategy owns the chosen environment and reads ranks and the rendezvous address from it.
+"""
 
 from __future__ import annotations
 
-import os
-import socket
-from abc import ABC, abstractmethod
-from typing import Any
-
-from fulmen.utilities.exceptions import MisconfigurationException
+from fulmen.plugins.environments.cluster_environment import ClusterEnvironment
+from fulmen.plugins.environments.kubeflow import KubeflowEnvironment
+from fulmen.plugins.environments.lightning import LightningEnvironment
+from fulmen.plugins.environments.lsf import LSFEnvironment
+from fulmen.plugins.environments.mpi import MPIEnvironment
+from fulmen.plugins.environments.slurm import SLURMEnvironment
+from fulmen.plugins.environments.torchelastic import TorchElasticEnvironment
+from fulmen.plugins.environments.xla import XLAEnvironment
 
 __all__ = [
     "ClusterEnvironment",
@@ -18,133 +24,30 @@ __all__ = [
     "SLURMEnvironment",
     "TorchElasticEnvironment",
     "XLAEnvironment",
+    "detect_cluster_environment",
 ]
 
 
-class ClusterEnvironment(ABC):
-    """The rank, world size and rendezvous address of this process."""
+def detect_cluster_environment() -> ClusterEnvironment:
+    """Return the environment of the launcher that started this process, as Lightning chooses it.
 
-    @property
-    @abstractmethod
-    def creates_processes_externally(self) -> bool:
-        """Whether a launcher outside fulmen started every process."""
+    TorchElastic comes first because torchrun also runs inside SLURM allocations; Kubeflow is
+    never detected (it looks like torchrun); without a launcher, `LightningEnvironment`.
 
-    @property
-    @abstractmethod
-    def main_address(self) -> str: ...
-
-    @property
-    @abstractmethod
-    def main_port(self) -> int: ...
-
-    @staticmethod
-    @abstractmethod
-    def detect() -> bool:
-        """Whether this process runs in this environment."""
-
-    @abstractmethod
-    def world_size(self) -> int: ...
-
-    @abstractmethod
-    def global_rank(self) -> int: ...
-
-    @abstractmethod
-    def local_rank(self) -> int: ...
-
-    @abstractmethod
-    def node_rank(self) -> int: ...
-
-    def set_world_size(self, size: int) -> None:
-        """Record the world size chosen by the Trainer."""
-
-    def set_global_rank(self, rank: int) -> None:
-        """Record the global rank chosen by the Trainer."""
-
-    def validate_settings(self, num_devices: int, num_nodes: int) -> None:
-        """Check the Trainer's devices and nodes against the environment."""
-
-    def teardown(self) -> None:
-        """Clean up environment variables set for the run."""
-
-
-class LightningEnvironment(ClusterEnvironment):
-    """One machine, processes launched by fulmen; MASTER_ADDR/MASTER_PORT/NODE_RANK are honoured."""
-
-    def __init__(self) -> None:
-        self._main_port = -1
-        self._global_rank = 0
-        self._world_size = 1
-
-    @property
-    def creates_processes_externally(self) -> bool:
-        return "LOCAL_RANK" in os.environ
-
-    @property
-    def main_address(self) -> str:
-        return os.environ.get("MASTER_ADDR", "127.0.0.1")
-
-    @property
-    def main_port(self) -> int:
-        if self._main_port == -1:
-            self._main_port = int(os.environ.get("MASTER_PORT", _free_port()))
-        return self._main_port
-
-    @staticmethod
-    def detect() -> bool:
-        return True
-
-    def world_size(self) -> int:
-        return self._world_size
-
-    def set_world_size(self, size: int) -> None:
-        self._world_size = size
-
-    def global_rank(self) -> int:
-        return self._global_rank
-
-    def set_global_rank(self, rank: int) -> None:
-        self._global_rank = rank
-
-    def local_rank(self) -> int:
-        return int(os.environ.get("LOCAL_RANK", 0))
-
-    def node_rank(self) -> int:
-        return int(os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", 0)))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("", 0))
-        return int(sock.getsockname()[1])
-
-
-class _NotYetEnvironment(LightningEnvironment):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise MisconfigurationException(
-            f"{type(self).__name__} is not supported yet in fulmen (it comes with the "
-            "multi-device issue). Single-process training needs no cluster environment."
-        )
-
-
-class SLURMEnvironment(_NotYetEnvironment):
-    """SLURM: not supported yet."""
-
-
-class TorchElasticEnvironment(_NotYetEnvironment):
-    """torchrun / TorchElastic: not supported yet."""
-
-
-class KubeflowEnvironment(_NotYetEnvironment):
-    """Kubeflow PyTorchJob: not supported yet."""
-
-
-class LSFEnvironment(_NotYetEnvironment):
-    """IBM LSF: not supported yet."""
-
-
-class MPIEnvironment(_NotYetEnvironment):
-    """MPI launchers: not supported yet."""
-
-
-class XLAEnvironment(_NotYetEnvironment):
-    """XLA/TPU: not supported."""
+    Example:
+        >>> import os
+        >>> from unittest import mock
+        >>> with mock.patch.dict(os.environ, {"SLURM_NTASKS": "1", "SLURM_PROCID": "0"}, clear=True):
+        ...     type(detect_cluster_environment()).__name__
+        'SLURMEnvironment'
+    """
+    environment_types: tuple[type[ClusterEnvironment], ...] = (
+        TorchElasticEnvironment,
+        SLURMEnvironment,
+        LSFEnvironment,
+        MPIEnvironment,
+    )
+    for environment_type in environment_types:
+        if environment_type.detect():
+            return environment_type()
+    return LightningEnvironment()
