@@ -76,11 +76,23 @@ def test_unknown_argument_is_a_type_error() -> None:
         fulmen.Trainer(colour="red")
 
 
-def test_later_issue_features_say_not_supported_yet() -> None:
-    with pytest.raises(MisconfigurationException, match="not supported yet"):
-        fulmen.Trainer(strategy="ddp")
-    with pytest.raises(MisconfigurationException, match="not supported yet"):
-        fulmen.Trainer(accelerator="cpu", devices=2)
+def test_strategy_names_pick_lightnings_strategies() -> None:
+    from fulmen.strategies import DDPStrategy, SingleDeviceStrategy
+
+    auto = fulmen.Trainer(accelerator="cpu", devices=2)
+    assert isinstance(auto.strategy, DDPStrategy)
+    assert (auto.world_size, auto.num_devices, auto.strategy._start_method) == (2, 2, "popen")
+    spawn = fulmen.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn")
+    assert spawn.strategy._start_method == "spawn"
+    nodes = fulmen.Trainer(accelerator="cpu", devices=2, num_nodes=3, strategy="ddp")
+    assert nodes.world_size == 6
+    assert isinstance(fulmen.Trainer(accelerator="cpu").strategy, SingleDeviceStrategy)
+    with pytest.raises(MisconfigurationException, match="'deepspeed' is not supported"):
+        fulmen.Trainer(strategy="deepspeed")
+    with pytest.raises(ValueError, match="'dp' is not a known strategy"):
+        fulmen.Trainer(strategy="dp")
+    with pytest.raises(ValueError, match="num_nodes=0"):
+        fulmen.Trainer(num_nodes=0)
 
 
 def test_default_trainer_has_lightning_defaults() -> None:

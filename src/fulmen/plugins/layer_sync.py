@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -15,6 +15,9 @@ __all__ = ["LayerSync", "TorchSyncBatchNorm"]
 
 # Attribute of a converted SyncBatchNorm that remembers what it was converted from.
 _ORIGIN = "_fulmen_batchnorm_origin"
+# What training changes on the synchronized layer, which `revert` carries back; every other
+# attribute (class, hooks, the user's own attributes) comes from the original layer.
+_CARRIED_BACK = ("_parameters", "_buffers", "_modules", "training", "momentum", "eps")
 
 
 class LayerSync(ABC):
@@ -36,11 +39,10 @@ class LayerSync(ABC):
 
 @dataclass(frozen=True)
 class _BatchNormOrigin:
-    """What `TorchSyncBatchNorm.revert` needs to rebuild the layer `apply` replaced."""
+    """The class and attributes of a layer that `TorchSyncBatchNorm.apply` replaced."""
 
     cls: type[nn.Module]
-    extras: dict[str, Any] = field(default_factory=dict)  # the original's own attributes
-    sync_only: frozenset[str] = frozenset()  # attributes only SyncBatchNorm has
+    attributes: dict[str, Any]
 
 
 class TorchSyncBatchNorm(LayerSync):
@@ -77,13 +79,14 @@ class TorchSyncBatchNorm(LayerSync):
         origin = model.__dict__.get(_ORIGIN)
         if isinstance(model, nn.SyncBatchNorm) and isinstance(origin, _BatchNormOrigin):
             reverted = origin.cls.__new__(origin.cls)
-            for key, value in model.__dict__.items():
-                if key != _ORIGIN and key not in origin.sync_only:
-                    # Own copies of the bookkeeping dicts, so the two modules do not share them.
-                    reverted.__dict__[key] = (
-                        copy.copy(value) if isinstance(value, (dict, set)) else value
-                    )
-            reverted.__dict__.update(origin.extras)
+            state = {**origin.attributes, **{key: model.__dict__[key] for key in _CARRIED_BACK}}
+            # Own copies of the bookkeeping dicts (hooks, parameters), shared with no other module.
+            reverted.__dict__.update(
+                {
+                    key: copy.copy(value) if isinstance(value, (dict, set)) else value
+                    for key, value in state.items()
+                }
+            )
         for name, child in list(reverted.named_children()):
             reverted.add_module(name, self.revert(child))
         return reverted
@@ -92,10 +95,6 @@ class TorchSyncBatchNorm(LayerSync):
 def _to_sync_batchnorm(batchnorm: _BatchNorm) -> nn.SyncBatchNorm:
     # torch's converter shares parameters and buffers and keeps `training` and `qconfig`.
     sync: nn.SyncBatchNorm = torch.nn.SyncBatchNorm.convert_sync_batchnorm(batchnorm)  # type: ignore[no-untyped-call]
-    origin = _BatchNormOrigin(
-        cls=type(batchnorm),
-        extras={k: v for k, v in batchnorm.__dict__.items() if k not in sync.__dict__},
-        sync_only=frozenset(sync.__dict__) - frozenset(batchnorm.__dict__),
-    )
-    setattr(sync, _ORIGIN, origin)
+    attributes = {k: v for k, v in batchnorm.__dict__.items() if k not in _CARRIED_BACK}
+    setattr(sync, _ORIGIN, _BatchNormOrigin(type(batchnorm), attributes))
     return sync

@@ -9,6 +9,7 @@ CPU (gloo) group so it never interleaves with the model's collectives.
 
 from __future__ import annotations
 
+import atexit
 import os
 import traceback
 import zlib
@@ -226,12 +227,9 @@ class DDPStrategy(ParallelStrategy):
                 backend, rank=rank, world_size=world_size, timeout=self._timeout, **kwargs
             )
         if self._control_group is None:
-            # Every rank creates groups in the same order, so this pairs up.
-            self._control_group = (
-                dist.new_group(backend="gloo", timeout=self._timeout)
-                if dist.get_backend() != "gloo"
-                else dist.group.WORLD
-            )
+            # A group of its own, so that a rank in fulmen's bookkeeping collective never pairs
+            # with another rank's gradient all-reduce. Every rank creates it at the same point.
+            self._control_group = dist.new_group(backend="gloo", timeout=self._timeout)
         if self.watchdog is None:
             launcher = self.launcher
             extra = launcher.check_children if isinstance(launcher, ScriptLauncher) else None
@@ -245,6 +243,20 @@ class DDPStrategy(ParallelStrategy):
                 extra_check=extra,
             )
             self.watchdog.start()
+            atexit.register(self._shutdown)
+
+    def _shutdown(self) -> None:
+        """At interpreter exit: let the children finish, then close the process group.
+
+        Rank 0 hosts the store the others talk through, so it waits for its children first.
+        Destroying the group before exit also keeps gloo's threads from aborting the process.
+        """
+        if isinstance(self.launcher, ScriptLauncher):
+            self.launcher.wait_children()
+        if self.watchdog is not None:
+            self.watchdog.stop()
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
 
     def setup(self, model: LightningModule) -> None:
         self.connect(model)
@@ -257,6 +269,12 @@ class DDPStrategy(ParallelStrategy):
             return
         if self.sync_batchnorm:
             from fulmen.plugins.layer_sync import TorchSyncBatchNorm
+
+            if self.root_device.type == "cpu":
+                raise MisconfigurationException(
+                    "Trainer(sync_batchnorm=True) needs GPUs: torch.nn.SyncBatchNorm does not run "
+                    "on the CPU. Drop sync_batchnorm=True for CPU training."
+                )
 
             # Converting replaces BatchNorm children in place (the top module itself is kept).
             TorchSyncBatchNorm().apply(model)

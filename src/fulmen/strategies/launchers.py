@@ -12,8 +12,8 @@ already is one rank.
 
 from __future__ import annotations
 
-import atexit
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -61,7 +61,6 @@ class ScriptLauncher:
             child_env["WORLD_SIZE"] = str(strategy.world_size)
             child_env["FULMEN_LAUNCHED"] = "1"
             self.procs.append(subprocess.Popen(command, env=child_env))  # noqa: S603
-        atexit.register(self.wait_children)
 
     def check_children(self) -> str | None:
         """Name a child that died with an error (polled by rank 0's watchdog)."""
@@ -138,10 +137,16 @@ class SpawnLauncher:
         os.environ["MASTER_PORT"] = str(env.main_port)
         context = mp.get_context(self.start_method)
         queue = context.SimpleQueue()
+        payload: Any = (trainer, function, args)
+        if self.start_method != "fork":
+            # Plain pickling copies tensors. torch.multiprocessing's own pickling would put CPU
+            # tensors in shared memory, and every worker would then update the same weights
+            # and metric states.
+            payload = pickle.dumps(payload)
         with tempfile.TemporaryDirectory(prefix="fulmen-spawn-") as tmp:
             mp.start_processes(  # type: ignore[attr-defined,no-untyped-call]
                 _worker,
-                args=(trainer, function, args, queue, tmp),
+                args=(payload, queue, tmp),
                 nprocs=self.strategy.num_processes,
                 start_method=self.start_method,
             )
@@ -152,37 +157,21 @@ class SpawnLauncher:
             return _adopt_worker_output(trainer, output)
 
 
-def _worker(
-    process_idx: int,
-    trainer: Trainer,
-    function: Callable[..., Any],
-    args: tuple[Any, ...],
-    queue: Any,
-    tmp: str,
-) -> None:
+def _worker(process_idx: int, payload: Any, queue: Any, tmp: str) -> None:
     from fulmen.utilities.seed import reset_seed
 
-    strategy: DDPStrategy = trainer.strategy  # type: ignore[assignment]
+    if isinstance(payload, bytes):
+        payload = pickle.loads(payload)  # noqa: S301 - written by the parent process above
+    trainer, function, args = payload
+    strategy: DDPStrategy = trainer.strategy
     strategy.set_local_rank(process_idx)
     strategy.launcher.launched = True  # type: ignore[union-attr]
-    _unshare(args[1])
     reset_seed()
     result = function(*args)
     if strategy.global_rank == 0:
         path = os.path.join(tmp, "output.pt")
         torch.save(_worker_output(trainer, result, tmp), path)
         queue.put(path)
-
-
-def _unshare(module: Any) -> None:
-    """Give this worker its own copy of the weights.
-
-    torch.multiprocessing passes CPU tensors to workers through shared memory, so without this
-    every worker would update the same parameters.
-    """
-    with torch.no_grad():
-        for tensor in [*module.parameters(), *module.buffers()]:
-            tensor.data = tensor.data.clone()
 
 
 def _worker_output(trainer: Trainer, result: Any, tmp: str) -> dict[str, Any]:

@@ -61,8 +61,6 @@ REMOVED_ARGUMENTS = {
     "num_processes": "accelerator='cpu', devices=N",
     "auto_select_gpus": "devices=find_usable_cuda_devices(N)",
     "resume_from_checkpoint": "trainer.fit(model, ckpt_path=...)",
-    "auto_lr_find": "fulmen.tuner.Tuner(trainer).lr_find(model)",
-    "auto_scale_batch_size": "fulmen.tuner.Tuner(trainer).scale_batch_size(model)",
     "track_grad_norm": "fulmen.utilities.grad_norm in on_before_optimizer_step",
     "amp_backend": "precision='16-mixed'",
     "amp_level": "precision='16-mixed'",

@@ -101,6 +101,8 @@ class Trainer:
         default_root_dir: str | Path | None = None,
         enable_autolog_hparams: bool = True,
         model_registry: str | None = None,
+        auto_lr_find: bool | str = False,
+        auto_scale_batch_size: bool | str = False,
         **removed: Any,
     ) -> None:
         for name in removed:
@@ -185,6 +187,12 @@ class Trainer:
         self.detect_anomaly = detect_anomaly
         self.reload_dataloaders_every_n_epochs = reload_dataloaders_every_n_epochs
         self.enable_autolog_hparams = enable_autolog_hparams
+        from fulmen.tuner.tuning import check_tuning_flags
+
+        # Lightning 1.x tuning flags, acted on by `tune()` only (as in 1.x, `fit` ignores them).
+        check_tuning_flags(auto_lr_find, auto_scale_batch_size)
+        self.auto_lr_find = auto_lr_find
+        self.auto_scale_batch_size = auto_scale_batch_size
         self._default_root_dir = (
             os.fspath(default_root_dir) if default_root_dir is not None else os.getcwd()
         )
@@ -570,12 +578,12 @@ class Trainer:
 
     @property
     def num_devices(self) -> int:
-        return 1
+        return len(self.device_ids)
 
     @property
     def device_ids(self) -> list[int]:
-        device = self.strategy.root_device
-        return [device.index or 0]
+        devices = getattr(self.strategy, "parallel_devices", None) or [self.strategy.root_device]
+        return [d.index or 0 if d.type != "cpu" else i for i, d in enumerate(devices)]
 
     @property
     def distributed_sampler_kwargs(self) -> dict[str, Any] | None:
@@ -685,12 +693,47 @@ class Trainer:
         with torch.device(self.strategy.root_device), self.precision_plugin.module_init_context():
             yield
 
+    def tune(
+        self,
+        model: LightningModule,
+        train_dataloaders: Any = None,
+        val_dataloaders: Any = None,
+        dataloaders: Any = None,
+        datamodule: LightningDataModule | None = None,
+        scale_batch_size_kwargs: dict[str, Any] | None = None,
+        lr_find_kwargs: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Run the tuners that `auto_scale_batch_size` and `auto_lr_find` ask for (Lightning 1.x).
+
+        The batch size is scaled first, then the learning rate found; the result has a key for
+        each tuner that ran: `{"scale_batch_size": int, "lr_find": _LRFinder}`. With neither
+        flag set it warns and returns `{}`. New code calls `fulmen.tuner.Tuner` directly.
+
+        Example:
+            >>> import torch
+            >>> from fulmen.demos.boring_classes import BoringModel
+            >>> class Model(BoringModel):
+            ...     lr = 0.1
+            ...     def configure_optimizers(self):
+            ...         return torch.optim.SGD(self.parameters(), lr=self.lr)
+            >>> trainer = Trainer(auto_lr_find=True, max_epochs=1, logger=False,
+            ...                   enable_checkpointing=False, enable_progress_bar=False)
+            >>> sorted(trainer.tune(Model(), lr_find_kwargs={"num_training": 20}))
+            ['lr_find']
+        """
+        from fulmen.tuner.tuning import Tuner
+
+        return Tuner(self)._tune(
+            model,
+            train_dataloaders,
+            val_dataloaders,
+            dataloaders,
+            datamodule,
+            scale_batch_size_kwargs,
+            lr_find_kwargs,
+        )
+
     def __getattr__(self, name: str) -> Any:
-        if name == "tune":
-            raise AttributeError(
-                "`Trainer.tune()` was removed in Lightning 2.0: use "
-                "`fulmen.tuner.Tuner(trainer).lr_find(model)` or `.scale_batch_size(model)`."
-            )
         raise AttributeError(f"'Trainer' object has no attribute {name!r}")
 
 
