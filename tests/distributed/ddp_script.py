@@ -62,12 +62,14 @@ def data(batch_size: int) -> tuple[DataLoader[Any], DataLoader[Any]]:
     return train, val
 
 
-def build(mode: str, out: str, **trainer_kwargs: Any) -> tuple[pl.Trainer, Regression]:
+def build(
+    mode: str, out: str, max_epochs: int = 2, **trainer_kwargs: Any
+) -> tuple[pl.Trainer, Regression]:
     pl.seed_everything(0, verbose=False)
     model = Regression(mode)
     trainer = pl.Trainer(
         accelerator="cpu",
-        max_epochs=2,
+        max_epochs=max_epochs,
         logger=CSVLogger(out, name="logs"),
         callbacks=[ModelCheckpoint(dirpath=os.path.join(out, "ckpts"), monitor="val_loss")],
         enable_progress_bar=False,
@@ -77,20 +79,34 @@ def build(mode: str, out: str, **trainer_kwargs: Any) -> tuple[pl.Trainer, Regre
     return trainer, model
 
 
+def _full(param: torch.Tensor) -> torch.Tensor:
+    # FSDP keeps a shard per rank; gathering it is a collective every rank joins here.
+    return param.full_tensor() if hasattr(param, "full_tensor") else param
+
+
 def main() -> None:
     mode, strategy, out = sys.argv[1], sys.argv[2], sys.argv[3]
     kwargs: dict[str, Any] = {"strategy": strategy, "devices": 2}
+    ckpt_path = None
     if strategy == "torchrun-nodes":
         kwargs = {"devices": 1, "num_nodes": 2}
+    elif strategy.startswith("fsdp"):
+        from fulmen.strategies import FSDPStrategy
+
+        state = "full" if strategy == "fsdp" else "sharded"
+        kwargs["strategy"] = FSDPStrategy(state_dict_type=state)
+        if strategy == "fsdp_resume_on_one":
+            kwargs.update(devices=1, max_epochs=3)
+            ckpt_path = sys.argv[4]
     trainer, model = build(mode, out, **kwargs)
-    train, val = data(BATCH)
-    trainer.fit(model, train, val)
+    train, val = data(BATCH * 2 // kwargs["devices"])
+    trainer.fit(model, train, val, ckpt_path=ckpt_path)
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     validated = trainer.validate(model, val, verbose=False)
     record = {
         "rank": trainer.global_rank,
         "world_size": trainer.world_size,
-        "weights": [p.detach().flatten().tolist() for p in model.parameters()],
+        "weights": [_full(p).detach().flatten().tolist() for p in model.parameters()],
         "metrics": fit_metrics,
         "validated": validated,
         "global_step": trainer.global_step,

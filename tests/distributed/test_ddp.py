@@ -26,7 +26,9 @@ pytestmark = pytest.mark.timeout(240)
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PL_", "MASTER_", "LOCAL_RANK"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("PL_", "MASTER_", "LOCAL_RANK"))
+    }
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     env["OMP_NUM_THREADS"] = "1"
     env.update(extra)
@@ -179,3 +181,51 @@ def test_a_collective_only_one_rank_enters_is_reported_not_hung(tmp_path: Path) 
     assert "rank 0: waiting in self.log sync of ['only_rank_0']" in result.stderr
     assert "rank 1: waiting in backward" in result.stderr
     assert not _leftover(str(tmp_path))
+
+
+def test_fsdp_trains_like_one_process(tmp_path: Path, single: dict[str, Any]) -> None:
+    result = _run([sys.executable, str(SCRIPT), "fit", "fsdp", str(tmp_path)])
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = _records(tmp_path)
+    assert len(records) == 2 and records[0]["weights"] == records[1]["weights"]
+    for record in records:
+        _assert_like_single(record, single)
+    (ckpt,) = (tmp_path / "ckpts").iterdir()
+    assert ckpt.is_file()  # state_dict_type="full": one ordinary file, written by rank 0
+
+
+def test_fsdp_sharded_checkpoint_resumes_on_another_number_of_ranks(
+    tmp_path: Path, single: dict[str, Any]
+) -> None:
+    from fulmen.strategies.fsdp import consolidate_checkpoint
+
+    two = tmp_path / "two"
+    result = _run([sys.executable, str(SCRIPT), "fit", "fsdp_sharded", str(two)])
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sharded,) = (two / "ckpts").iterdir()
+    assert sharded.is_dir() and {p.name for p in sharded.iterdir()} >= {
+        "__0_0.distcp",
+        "__1_0.distcp",
+        ".metadata",
+        "meta.pt",
+    }
+    # The 2-rank checkpoint continues on 1 rank for a third epoch...
+    one = tmp_path / "one"
+    result = _run(
+        [sys.executable, str(SCRIPT), "fit", "fsdp_resume_on_one", str(one), str(sharded)]
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (resumed,) = _records(one)
+    assert resumed["global_step"] == 24
+    # ...exactly as one process that trained all three epochs on the combined batches.
+    trainer, model = ddp_script.build("fit", str(tmp_path / "plain"), max_epochs=3, devices=1)
+    train, val = ddp_script.data(2 * ddp_script.BATCH)
+    trainer.fit(model, train, val)
+    for got, want in zip(resumed["weights"], model.parameters()):
+        torch.testing.assert_close(torch.tensor(got), want.detach().flatten(), rtol=1e-5, atol=1e-6)
+    # The sharded directory becomes one ordinary file on demand.
+    single_file = tmp_path / "consolidated.ckpt"
+    consolidate_checkpoint(str(sharded), str(single_file))
+    loaded = ddp_script.Regression.load_from_checkpoint(str(single_file))
+    for got, want in zip(loaded.parameters(), single["weights"]):
+        torch.testing.assert_close(got.detach().flatten(), torch.tensor(want), rtol=1e-5, atol=1e-6)

@@ -203,6 +203,24 @@ class Strategy:
     def optimizer_state(self, optimizer: Optimizer) -> dict[str, Any]:
         return optimizer.state_dict()
 
+    def load_optimizer_state_dict(self, optimizer: Optimizer, state: dict[str, Any]) -> None:
+        groups = state.get("param_groups") or [{}]
+        if any(isinstance(p, str) for p in groups[0].get("params", [])):
+            # Keyed by parameter name: written by FSDP (or consolidated from its shards).
+            from torch.distributed.checkpoint.state_dict import (
+                StateDictOptions,
+                set_optimizer_state_dict,
+            )
+
+            set_optimizer_state_dict(
+                self._lightning_module,  # type: ignore[arg-type]
+                optimizer,
+                state,  # type: ignore[arg-type]
+                options=StateDictOptions(full_state_dict=True),
+            )
+            return
+        optimizer.load_state_dict(state)
+
     def save_checkpoint(
         self, checkpoint: dict[str, Any], filepath: str, storage_options: Any | None = None
     ) -> None:

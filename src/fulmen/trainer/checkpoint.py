@@ -236,7 +236,7 @@ def restore_training_state(trainer: Trainer, checkpoint: dict[str, Any]) -> None
             f"`configure_optimizers` returned {len(trainer.optimizers)} optimizers."
         )
     for optimizer, state in zip(trainer.optimizers, optimizer_states):
-        optimizer.load_state_dict(state)
+        trainer.strategy.load_optimizer_state_dict(optimizer, state)
     for config, state in zip(trainer.lr_scheduler_configs, checkpoint.get("lr_schedulers", [])):
         config.scheduler.load_state_dict(state)
     precision_state = checkpoint.get(type(trainer.precision_plugin).__qualname__)
