@@ -77,3 +77,43 @@ def test_sigterm_saves_last_and_the_resumed_run_matches_an_unbroken_one(tmp_path
     expected = torch.load(tmp_path / "unbroken" / "final.pt", weights_only=True)
     got = torch.load(tmp_path / "stopped" / "final.pt", weights_only=True)
     assert all(torch.equal(got[k], v) for k, v in expected.items())
+
+
+def test_slurm_sigusr1_saves_requeues_the_job_and_the_requeued_run_resumes(
+    tmp_path: Path,
+) -> None:
+    import os
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    scontrol = bin_dir / "scontrol"
+    scontrol.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/scontrol.log\n')
+    scontrol.chmod(0o755)
+    slurm = {
+        "SLURM_JOB_ID": "4242",
+        "SLURM_JOB_NAME": "train",
+        "SLURM_NTASKS": "1",
+        "SLURM_NTASKS_PER_NODE": "1",
+        "SLURM_PROCID": "0",
+        "SLURM_LOCALID": "0",
+        "SLURM_NODEID": "0",
+        "SLURM_NODELIST": "localhost",
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+    }
+    env = {**os.environ, **slurm}
+    command = [sys.executable, "-c", SCRIPT, str(tmp_path / "job"), "stop"]
+    job = subprocess.Popen(  # noqa: S603
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        cwd=Path(__file__).parents[2],
+    )  # fmt: skip
+    assert job.stdout is not None
+    deadline = time.monotonic() + 60
+    while job.stdout.readline().strip() != "READY":
+        if time.monotonic() > deadline or job.poll() is not None:
+            finish(job, timeout=5)
+            raise AssertionError("the training process never reached the slow batch")
+    job.send_signal(signal.SIGUSR1)  # what SLURM sends before the time limit (--signal=USR1@90)
+    code, stderr = finish(job, timeout=60)
+    assert code == 143, stderr
+    assert (tmp_path / "job" / "ckpts" / "last.ckpt").exists()
+    assert (tmp_path / "scontrol.log").read_text().split() == ["requeue", "4242"]

@@ -68,7 +68,7 @@ def build(
     pl.seed_everything(0, verbose=False)
     model = Regression(mode)
     trainer = pl.Trainer(
-        accelerator="cpu",
+        accelerator=os.environ.get("FULMEN_TEST_ACCELERATOR", "cpu"),
         max_epochs=max_epochs,
         logger=CSVLogger(out, name="logs"),
         callbacks=[ModelCheckpoint(dirpath=os.path.join(out, "ckpts"), monitor="val_loss")],

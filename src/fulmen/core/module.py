@@ -11,7 +11,7 @@ import inspect
 from collections.abc import Generator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -49,6 +49,39 @@ class LightningModule(ModelHooks, DataHooks, CheckpointHooks, nn.Module):
         >>> Regressor(lr=0.5).hparams
         "lr": 0.5
     """
+
+    # TorchScript (`to_torchscript`) compiles every property and typed attribute it finds on a
+    # module; these serve training, not the exported model.
+    __jit_unused_properties__: ClassVar[list[str]] = [
+        "automatic_optimization",
+        "current_epoch",
+        "device",
+        "dtype",
+        "example_input_array",
+        "fabric",
+        "global_rank",
+        "global_step",
+        "hparams",
+        "hparams_initial",
+        "local_rank",
+        "logger",
+        "loggers",
+        "on_gpu",
+        "strict_loading",
+        "trainer",
+    ]
+    __jit_ignored_attributes__: ClassVar[list[str]] = [
+        "_automatic_optimization",
+        "_example_input_array",
+        "_fallback_device",
+        "_fallback_dtype",
+        "_hparams",
+        "_hparams_initial",
+        "_log_hyperparams",
+        "_param_requires_grad_state",
+        "_strict_loading",
+        "_trainer",
+    ]
 
     # Plain attributes, set with object.__setattr__ in __init__ (declared for the type checker).
     _trainer: Trainer | None
@@ -385,9 +418,10 @@ class LightningModule(ModelHooks, DataHooks, CheckpointHooks, nn.Module):
     def trainer(self) -> Trainer:
         """The Trainer this module is attached to."""
         trainer = self._trainer
-        if trainer is None:
+        # While `to_torchscript` runs, TorchScript reads every attribute, this one included.
+        if trainer is None and not self.__dict__.get("_jit_is_scripting", False):
             raise RuntimeError(f"{type(self).__qualname__} is not attached to a `Trainer`.")
-        return trainer  # type: ignore[no-any-return]
+        return trainer  # type: ignore[return-value]  # None only while scripting
 
     @trainer.setter
     def trainer(self, trainer: Trainer | None) -> None:
@@ -500,55 +534,173 @@ class LightningModule(ModelHooks, DataHooks, CheckpointHooks, nn.Module):
         example_inputs: Any | None = None,
         **kwargs: Any,
     ) -> Any:
-        """Export the model to TorchScript by scripting or tracing; save it if `file_path` is given."""
+        """Compile the model in eval mode with TorchScript; save it to `file_path` if given.
+
+        `method="trace"` runs `example_inputs` (default: `example_input_array`) through
+        `forward`; other keyword arguments go to `torch.jit.script` or `torch.jit.trace`.
+        Torch 2.9+ deprecates TorchScript in favour of `torch.export` (and `to_onnx`).
+
+        Example:
+            >>> import warnings
+            >>> from fulmen.demos.boring_classes import BoringModel
+            >>> model, x = BoringModel(), torch.ones(1, 32)
+            >>> with warnings.catch_warnings():
+            ...     warnings.simplefilter("ignore", DeprecationWarning)  # torch's, see above
+            ...     traced = model.to_torchscript(method="trace", example_inputs=x)
+            >>> bool(torch.allclose(traced(x), model(x)))
+            True
+        """
+        if method not in ("script", "trace"):
+            raise ValueError(
+                f"to_torchscript(method={method!r}) is invalid: expected 'script' or 'trace'."
+            )
+        inputs = self.example_input_array if example_inputs is None else example_inputs
+        if method == "trace" and inputs is None:
+            raise ValueError(
+                "to_torchscript(method='trace') needs `example_inputs` or "
+                "`self.example_input_array` to run `forward` on."
+            )
         mode = self.training
-        self.eval()
+        lightning_modules = [m for m in self.modules() if isinstance(m, LightningModule)]
+        # TorchScript reads every attribute; while it does, `trainer` must not raise unattached.
+        for module in lightning_modules:
+            object.__setattr__(module, "_jit_is_scripting", True)
         try:
+            self.eval()
             if method == "script":
-                scripted = torch.jit.script(self, **kwargs)
-            elif method == "trace":
-                inputs = self.example_input_array if example_inputs is None else example_inputs
-                if inputs is None:
-                    raise ValueError(
-                        "to_torchscript(method='trace') needs `example_inputs` or "
-                        "`self.example_input_array`."
-                    )
-                inputs = inputs if isinstance(inputs, tuple) else (inputs,)
-                scripted = torch.jit.trace(func=self, example_inputs=inputs, **kwargs)  # type: ignore[no-untyped-call]
+                exported = torch.jit.script(self, **kwargs)
             else:
-                raise ValueError(
-                    f"to_torchscript(method={method!r}) is invalid: expected 'script' or 'trace'."
-                )
+                inputs = self.on_before_batch_transfer(inputs, 0)
+                inputs = self.transfer_batch_to_device(inputs, self.device, 0)
+                inputs = self.on_after_batch_transfer(inputs, 0)
+                inputs = inputs if isinstance(inputs, tuple) else (inputs,)
+                exported = torch.jit.trace(func=self, example_inputs=inputs, **kwargs)  # type: ignore[no-untyped-call]
         finally:
+            for module in lightning_modules:
+                module.__dict__.pop("_jit_is_scripting", None)
             self.train(mode)
         if file_path is not None:
             import fsspec
 
             with fsspec.open(str(file_path), "wb") as stream:
-                torch.jit.save(scripted, stream)
-        return scripted
+                torch.jit.save(exported, stream)
+        return exported
 
     @torch.no_grad()
     def to_onnx(
         self,
         file_path: str | Path | IO[bytes] | None = None,
         input_sample: Any | None = None,
+        check_outputs: bool = True,
+        rtol: float = 1e-4,
+        atol: float = 1e-5,
         **kwargs: Any,
     ) -> Any:
-        """Export the model to ONNX with `torch.onnx.export` (needs the `onnx` package)."""
+        """Export the model in eval mode to ONNX, then check the export against the model.
+
+        `input_sample` (default: `example_input_array`) is what the exporter runs through
+        `forward`; other keyword arguments go to `torch.onnx.export`, whose default (dynamo)
+        exporter returns an `ONNXProgram`. When onnxruntime is installed and `check_outputs` is
+        True, the exported graph runs on the sample and its outputs must match the model's within
+        `rtol` and `atol`, or a RuntimeError says which output differs and by how much.
+
+        Example:
+            >>> from fulmen.demos.boring_classes import BoringModel
+            >>> program = BoringModel().to_onnx(input_sample=torch.ones(1, 32), verbose=False)
+            >>> type(program).__name__
+            'ONNXProgram'
+        """
+        import importlib.util
+        import warnings
+
+        needed = ["onnx"] if kwargs.get("dynamo") is False else ["onnx", "onnxscript"]
+        missing = [name for name in needed if importlib.util.find_spec(name) is None]
+        if missing:
+            raise ModuleNotFoundError(
+                f"`{type(self).__name__}.to_onnx()` needs {missing}; install them with "
+                "`pip install 'fulmen[onnx]'`."
+            )
         sample = self.example_input_array if input_sample is None else input_sample
         if sample is None:
             raise ValueError(
-                "to_onnx() needs `input_sample` or `self.example_input_array` to trace the model."
+                "to_onnx() needs `input_sample` or `self.example_input_array` to run `forward` on."
             )
         mode = self.training
         self.eval()
         try:
-            sample = sample if isinstance(sample, tuple) else (sample,)
-            kwargs.setdefault("dynamo", False)
-            return torch.onnx.export(self, sample, file_path, **kwargs)  # type: ignore[arg-type]
+            sample = self.on_before_batch_transfer(sample, 0)
+            sample = self.transfer_batch_to_device(sample, self.device, 0)
+            sample = self.on_after_batch_transfer(sample, 0)
+            args = sample if isinstance(sample, tuple) else (sample,)
+            target = str(file_path) if isinstance(file_path, Path) else file_path
+            with warnings.catch_warnings():
+                # torch.export's own pytree code trips this deprecation; nothing a user can act on.
+                warnings.filterwarnings(
+                    "ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning
+                )
+                exported = torch.onnx.export(self, args, target, **kwargs)  # type: ignore[arg-type]
+            if check_outputs and importlib.util.find_spec("onnxruntime") is not None:
+                import onnxruntime  # type: ignore[import-untyped]
+
+                def tensors(tree: Any) -> list[Tensor]:
+                    if isinstance(tree, Tensor):
+                        return [tree]
+                    items = tree.values() if isinstance(tree, Mapping) else tree
+                    if isinstance(tree, (Mapping, list, tuple)):
+                        return [leaf for item in items for leaf in tensors(item)]
+                    return []
+
+                # Read back what was written when there is a file; else the program in memory.
+                if isinstance(file_path, (str, Path)):
+                    model: Any = str(file_path)
+                elif exported is not None:
+                    model = exported.model_proto.SerializeToString()
+                else:
+                    model = getattr(file_path, "getvalue", lambda: None)()
+                keyword_inputs = kwargs.get("kwargs") or {}
+                inputs = tensors(args) + tensors(keyword_inputs)
+                if model is None:
+                    rank_zero_warn(
+                        f"to_onnx() cannot read the export back from {file_path!r} to check it. "
+                        "Export to a path, or pass check_outputs=False."
+                    )
+                    return exported
+                session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
+                names = [i.name for i in session.get_inputs()]
+                if len(names) != len(inputs):
+                    rank_zero_warn(
+                        f"to_onnx() cannot check the export: the graph takes {len(names)} inputs "
+                        f"and the sample holds {len(inputs)} tensors. Pass check_outputs=False "
+                        "to skip the check."
+                    )
+                    return exported
+                feeds = {name: t.detach().cpu().numpy() for name, t in zip(names, inputs)}
+                actual = [torch.from_numpy(out) for out in session.run(None, feeds)]
+                expected = [t.detach().cpu() for t in tensors(self(*args, **keyword_inputs))]
+                if len(actual) != len(expected):
+                    raise RuntimeError(
+                        f"to_onnx(): the exported graph returns {len(actual)} tensors, the model "
+                        f"{len(expected)}. Pass check_outputs=False to export without this check."
+                    )
+                for index, (got, want) in enumerate(zip(actual, expected)):
+                    same_shape = got.shape == want.shape
+                    if same_shape and torch.allclose(
+                        got.double(), want.double(), rtol=rtol, atol=atol, equal_nan=True
+                    ):
+                        continue
+                    difference = (
+                        f"differs by up to {(got.double() - want.double()).abs().max().item():.3g}"
+                        if same_shape
+                        else f"has shape {tuple(got.shape)} instead of {tuple(want.shape)}"
+                    )
+                    raise RuntimeError(
+                        f"to_onnx(): output {index} of the exported graph {difference} from the "
+                        f"model's (rtol={rtol!r}, atol={atol!r}). The export does not compute what "
+                        "`forward` does; loosen `rtol`/`atol`, or pass check_outputs=False."
+                    )
         finally:
             self.train(mode)
+        return exported
 
     @classmethod
     def load_from_checkpoint(

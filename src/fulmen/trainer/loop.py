@@ -300,6 +300,10 @@ def _stop_for_preemption(trainer: Trainer) -> None:
             trainer.save_checkpoint(path)
             rank_zero_info(f"Received SIGTERM: saved {path}; resume with `fit(ckpt_path='last')`.")
             break
+    env = trainer._requeue
+    if env is not None and trainer.is_global_zero:
+        env.requeue()  # the requeued job resumes with fit(ckpt_path="last")
+        rank_zero_info("SLURM job requeued; it resumes from last.ckpt when it starts again.")
     raise SIGTERMException(143)
 
 

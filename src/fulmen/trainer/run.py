@@ -232,12 +232,30 @@ def _preemption_signals(trainer: Trainer) -> Generator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    from fulmen.plugins.environments import SLURMEnvironment
+
     signals = [signal.SIGTERM]
-    if "SLURM_JOB_ID" in os.environ and hasattr(signal, "SIGUSR1"):
-        signals.append(signal.SIGUSR1)
+    env = getattr(trainer.strategy, "cluster_environment", None)
+    if env is None and "SLURM_JOB_ID" in os.environ:
+        from fulmen.plugins.environments import detect_cluster_environment
+
+        env = detect_cluster_environment()  # a one-task SLURM job on a single device
+    requeue_signal = None
+    if isinstance(env, SLURMEnvironment) and env.auto_requeue:
+        requeue_signal = env.requeue_signal
+    elif "SLURM_JOB_ID" in os.environ and hasattr(signal, "SIGUSR1"):
+        requeue_signal = signal.SIGUSR1
+    if requeue_signal is not None:
+        signals.append(requeue_signal)
 
     def handler(signum: int, frame: Any) -> None:
         trainer.received_sigterm = True
+        if signum == requeue_signal and isinstance(env, SLURMEnvironment):
+            trainer._requeue = env  # SLURM's warning before the time limit: save, requeue
+        # Processes fulmen started get the signal too, so every rank saves and stops.
+        for proc in getattr(trainer.strategy.launcher, "procs", ()):
+            if proc.poll() is None:
+                proc.send_signal(signum)
 
     previous = {sig: signal.signal(sig, handler) for sig in signals}
     try:
