@@ -147,11 +147,10 @@ def instantiate_module(class_type: type[ModuleType], config: dict[str, Any]) -> 
     return module
 
 
-class LightningArgumentParser(ArgumentParser):  # type: ignore[misc]
+class LightningArgumentParser(ArgumentParser):
     """jsonargparse's parser, taught the Trainer, modules, callbacks, optimizers and schedulers.
 
     Example:
-        >>> from fulmen.demos.boring_classes import BoringModel
         >>> parser = LightningArgumentParser()
         >>> _ = parser.add_lightning_class_args(Trainer, "trainer")
         >>> parser.parse_args(["--trainer.max_epochs=3"]).trainer.max_epochs
@@ -344,10 +343,15 @@ class LightningCLI:
     Subcommands are `fit`, `validate`, `test` and `predict`; `run=False` parses without a
     subcommand and only builds `cli.trainer`, `cli.model` and `cli.datamodule`.
 
+    In a script, `LightningCLI(MyModel, MyData)` parses `sys.argv`; `args=` parses a list or a
+    dict instead, and warns if the command line holds arguments too (hence the empty one below).
+
     Example:
+        >>> from unittest import mock
         >>> from fulmen.demos.boring_classes import BoringDataModule, BoringModel
-        >>> cli = LightningCLI(BoringModel, BoringDataModule, run=False,
-        ...                    args=["--trainer.max_epochs=2", "--seed_everything=7"])
+        >>> with mock.patch("sys.argv", ["train.py"]):
+        ...     cli = LightningCLI(BoringModel, BoringDataModule, run=False,
+        ...                        args=["--trainer.max_epochs=2", "--seed_everything=7"])
         >>> cli.trainer.max_epochs, type(cli.model).__name__, cli.config.seed_everything
         (2, 'BoringModel', 7)
     """

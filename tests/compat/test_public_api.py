@@ -13,11 +13,8 @@ import pytest
 
 # Lightning `__all__` entries fulmen does not export yet, and the issue that brings them.
 NOT_YET: dict[str, set[str]] = {
-    # BatchSizeFinder and LearningRateFinder come with the tuning issue; the other three have
-    # no issue yet.
+    # These three have no issue yet.
     "callbacks": {
-        "BatchSizeFinder",
-        "LearningRateFinder",
         "ModelPruning",
         "SpikeDetection",
         "ThroughputMonitor",

@@ -1,5 +1,6 @@
 """Callbacks shipped with fulmen."""
 
+from fulmen.callbacks.batch_size_finder import BatchSizeFinder
 from fulmen.callbacks.callback import Callback
 from fulmen.callbacks.checkpoint import Checkpoint
 from fulmen.callbacks.device_stats_monitor import DeviceStatsMonitor
@@ -7,6 +8,7 @@ from fulmen.callbacks.early_stopping import EarlyStopping
 from fulmen.callbacks.finetuning import BackboneFinetuning, BaseFinetuning
 from fulmen.callbacks.gradient_accumulation_scheduler import GradientAccumulationScheduler
 from fulmen.callbacks.lambda_function import LambdaCallback
+from fulmen.callbacks.lr_finder import LearningRateFinder
 from fulmen.callbacks.lr_monitor import LearningRateMonitor
 from fulmen.callbacks.model_checkpoint import ModelCheckpoint
 from fulmen.callbacks.model_summary import ModelSummary
@@ -22,6 +24,7 @@ __all__ = [
     "BackboneFinetuning",
     "BaseFinetuning",
     "BasePredictionWriter",
+    "BatchSizeFinder",
     "Callback",
     "Checkpoint",
     "DeviceStatsMonitor",
@@ -29,6 +32,7 @@ __all__ = [
     "EMAWeightAveraging",
     "GradientAccumulationScheduler",
     "LambdaCallback",
+    "LearningRateFinder",
     "LearningRateMonitor",
     "ModelCheckpoint",
     "ModelSummary",

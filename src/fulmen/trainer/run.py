@@ -20,8 +20,10 @@ from fulmen.trainer.call import (
     call_datamodule,
     call_module,
     call_setup_hook,
+    call_teardown_hook,
 )
 from fulmen.trainer.state import RunningStage, TrainerFn, TrainerStatus
+from fulmen.tuner.tuning import _TunerExitException
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
@@ -120,6 +122,12 @@ def run_stage(
         teardown(trainer, stage_name)
         trainer.state.status = TrainerStatus.FINISHED
         return result
+    except _TunerExitException:
+        # A finder callback did its tuning and ended the run: a normal end, not a failure.
+        call_teardown_hook(trainer, stage_name)
+        teardown(trainer, stage_name)
+        trainer.state.status = TrainerStatus.FINISHED
+        return None
     except BaseException as exception:
         handle_exception(trainer, exception, stage_name)
         raise

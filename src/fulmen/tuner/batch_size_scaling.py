@@ -29,7 +29,12 @@ if TYPE_CHECKING:
     from fulmen.trainer.trainer import Trainer
     from fulmen.tuner.trial import TrainerSnapshot
 
-__all__ = ["garbage_collection_cuda", "is_oom_error", "scale_batch_size"]
+__all__ = [
+    "check_scale_batch_size_arguments",
+    "garbage_collection_cuda",
+    "is_oom_error",
+    "scale_batch_size",
+]
 
 BATCH_SIZE_MODES = ("power", "binsearch")
 
@@ -68,12 +73,11 @@ def is_oom_error(exception: BaseException) -> bool:
 def garbage_collection_cuda() -> None:
     """Free unreferenced tensors and give cached CUDA memory back, so the next trial starts clean."""
     gc.collect()
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        try:
-            torch.cuda.empty_cache()
-        except RuntimeError as error:
-            if not is_oom_error(error):
-                raise
+    try:
+        torch.cuda.empty_cache()  # a no-op while CUDA is not initialised
+    except RuntimeError as error:
+        if not is_oom_error(error):
+            raise
 
 
 def check_scale_batch_size_arguments(
@@ -186,14 +190,17 @@ class _Trial:
         self.snapshot.restart(self.trainer)
         try:
             self.run(self.trainer)
-            fitted = True
         except (RuntimeError, MemoryError) as error:
             if not is_oom_error(error):
                 raise
-            fitted = False
-        # Collected only here, after the `except` block: the traceback held the trial's tensors.
+        else:
+            # Cached blocks go back to the device; a full garbage collection (slow on a large
+            # heap) is only needed after a failure.
+            torch.cuda.empty_cache()
+            return True
+        # Collected here, after the `except` block: its traceback held the trial's tensors.
         garbage_collection_cuda()
-        return fitted
+        return False
 
     def can_grow(self, size: int, max_val: int) -> bool:
         from fulmen.tuner.trial import dataset_length

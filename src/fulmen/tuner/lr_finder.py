@@ -25,14 +25,17 @@ from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 if TYPE_CHECKING:
-    from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
-
     from fulmen.core.module import LightningModule
     from fulmen.trainer.trainer import Trainer
     from fulmen.utilities.types import STEP_OUTPUT
 
-__all__ = ["_LRFinder", "lr_find"]
+__all__ = [
+    "_LRFinder",
+    "check_lr_find_arguments",
+    "determine_lr_attr_name",
+    "lr_find",
+    "sweep_lr",
+]
 
 LR_MODES = ("linear", "exponential")
 
@@ -44,10 +47,10 @@ class _LRFinder:
     smoothed loss after it (NaN for a step whose `training_step` returned None).
 
     Example:
-        >>> finder = _LRFinder("exponential", 1e-4, 1.0, 5)
-        >>> finder.results = {"lr": [1e-4, 1e-3, 1e-2, 1e-1, 1.0], "loss": [1.0, 0.9, 0.5, 0.4, 3.0]}
-        >>> finder.suggestion(skip_begin=0, skip_end=1)
-        0.001
+        >>> finder = _LRFinder("linear", 0.1, 0.5, 5)
+        >>> finder.results = {"lr": [0.1, 0.2, 0.3, 0.4, 0.5], "loss": [1.0, 0.9, 0.4, 0.35, 3.0]}
+        >>> finder.suggestion(skip_begin=0, skip_end=1)  # slopes -1, -3, -2.75, -0.5
+        0.2
     """
 
     def __init__(self, mode: str, lr_min: float, lr_max: float, num_training: int) -> None:
@@ -90,14 +93,14 @@ class _LRFinder:
         self._optimal_idx = kept[int(torch.argmin(slopes))]
         return float(lrs[self._optimal_idx])
 
-    def plot(self, suggest: bool = False, show: bool = False, ax: Axes | None = None) -> Figure:
+    def plot(self, suggest: bool = False, show: bool = False, ax: Any = None) -> Any:
         """Plot loss against learning rate (log scale in exponential mode); mark the suggestion.
 
         Needs matplotlib (`pip install fulmen[plot]`). Draws on `ax` if given, else on a new
         figure; returns the figure.
         """
         try:
-            import matplotlib.pyplot as plt
+            import matplotlib.pyplot as plt  # type: ignore[import-not-found,unused-ignore]
         except ImportError as error:
             raise ImportError(
                 "`_LRFinder.plot` needs matplotlib, which is not installed. Install it with "
@@ -118,7 +121,7 @@ class _LRFinder:
             ax.plot(lrs[index], losses[index], markersize=10, marker="o", color="red")
         if show:
             plt.show()
-        return figure  # type: ignore[return-value]
+        return figure
 
 
 def sweep_lr(mode: str, min_lr: float, max_lr: float, num_training: int, index: int) -> float:
