@@ -56,8 +56,8 @@ EXPECTED_ROWS = {
         "checkpoint load (hand: torch.load)",
     ],
     "bench_peak_rss.py": [
-        "peak RSS, 100-step run, everything off",
-        "peak RSS, 100-step run, defaults + self.log",
+        "peak RSS, 60-step run, everything off",
+        "peak RSS, 60-step run, defaults + self.log",
     ],
     "bench_ddp.py": [
         "DDP, 2 CPU processes (gloo), per step, everything off",
