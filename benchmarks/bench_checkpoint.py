@@ -89,9 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     loaders: dict[str, Any] = {"fulmen": TorchCheckpointIO()}
     if use_lightning(args):
         import pytorch_lightning
+        from pytorch_lightning.plugins.io import TorchCheckpointIO as LightningCheckpointIO
 
         frameworks["lightning"] = pytorch_lightning
-        loaders["lightning"] = pytorch_lightning.plugins.io.TorchCheckpointIO()
+        loaders["lightning"] = LightningCheckpointIO()
 
     with tempfile.TemporaryDirectory() as root:
         trainers = {key: trained_trainer(fw, workload, root) for key, fw in frameworks.items()}

@@ -32,7 +32,7 @@ import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TextIO
 
 import torch
 from common import (
@@ -90,7 +90,16 @@ class SyncCounter:
         self.step = -1
         self.syncs: list[tuple[int, str]] = []  # (step, origin)
 
-    def record(self, message: Any, category: Any, filename: str, lineno: int, *rest: Any) -> None:
+    def record(
+        self,
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        """Take the place of `warnings.showwarning`: keep synchronizations, drop the rest."""
         if "synchroniz" not in str(message):
             return
         origin = f"{filename}:{lineno}"
@@ -140,7 +149,7 @@ class SyncCounter:
 def step_marker(framework: Any, counter: SyncCounter) -> Any:
     """Build a callback that tells `counter` which training step is running."""
 
-    class StepMarker(framework.Callback):  # type: ignore[misc, name-defined]
+    class StepMarker(framework.Callback):  # type: ignore[misc]
         def on_train_batch_start(self, trainer: Any, pl_module: Any, *args: Any) -> None:
             counter.step = args[-1]  # batch_idx
 
@@ -158,7 +167,7 @@ def count_hand_syncs(workload: Workload, loader: Loader, device: torch.device) -
         for step, (inputs, targets) in enumerate(loader):
             counter.step = step
             optimizer.zero_grad()
-            F.cross_entropy(network(inputs), targets).backward()
+            F.cross_entropy(network(inputs), targets).backward()  # type: ignore[no-untyped-call]
             optimizer.step()
         counter.step = len(loader)
     return counter

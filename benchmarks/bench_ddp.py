@@ -74,7 +74,7 @@ def same_weights_check(framework: Any) -> Any:
     import torch
     import torch.distributed as dist
 
-    class SameWeights(framework.Callback):  # type: ignore[misc, name-defined]
+    class SameWeights(framework.Callback):  # type: ignore[misc]
         def on_train_end(self, trainer: Any, pl_module: Any) -> None:
             total = sum(p.detach().double().sum() for p in pl_module.parameters()).reshape(1)
             gathered = [torch.zeros(1, dtype=torch.double) for _ in range(WORLD_SIZE)]
@@ -102,7 +102,7 @@ def worker(steps: int, repeats: int, with_lightning: bool, out: str) -> None:
     tiny = Workload(widths=(32, 64, 10), batch_size=64)
 
     def hand(loader: Any) -> float:
-        sampler = DistributedSampler(loader.dataset, shuffle=False)
+        sampler: DistributedSampler[int] = DistributedSampler(loader.dataset, shuffle=False)
         shard = DataLoader(loader.dataset, batch_size=tiny.batch_size, sampler=sampler)
         network = DistributedDataParallel(tiny.network())
         optimizer = torch.optim.SGD(network.parameters(), lr=tiny.learning_rate)
@@ -110,7 +110,7 @@ def worker(steps: int, repeats: int, with_lightning: bool, out: str) -> None:
         start = clock()
         for inputs, targets in shard:
             optimizer.zero_grad()
-            F.cross_entropy(network(inputs), targets).backward()
+            F.cross_entropy(network(inputs), targets).backward()  # type: ignore[no-untyped-call]
             optimizer.step()
         return clock() - start
 

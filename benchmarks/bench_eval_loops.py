@@ -99,7 +99,7 @@ def hand_predict(loader: Loader) -> float:
 def epoch_timer_class(base: type[Any], stage: str) -> type[Any]:
     """Subclass `base` (a Callback) into one that times the `stage` epoch."""
 
-    class EpochTimer(base):  # type: ignore[misc, valid-type]
+    class EpochTimer(base):  # type: ignore[misc]
         def __init__(self) -> None:
             self.start = self.end = 0.0
 
@@ -185,9 +185,9 @@ def rss_child(kind: str, batches: int) -> None:
         return
     module_name = "fulmen" if kind == "fulmen" else "pytorch_lightning"
     silence_frameworks(module_name)
-    framework = sys.modules[module_name]
+    framework: Any = sys.modules[module_name]
 
-    class Sampler(framework.Callback):  # type: ignore[misc, name-defined]
+    class Sampler(framework.Callback):  # type: ignore[misc]
         base = 0.0
 
         def on_predict_epoch_start(self, trainer: Any, pl_module: Any) -> None:

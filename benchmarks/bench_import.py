@@ -129,7 +129,7 @@ def startup_child(kind: str, root: str, out: str) -> None:
         optimizer = torch.optim.SGD(network.parameters(), lr=TINY.learning_rate)
         for inputs, targets in loader:
             optimizer.zero_grad()
-            F.cross_entropy(network(inputs), targets).backward()
+            F.cross_entropy(network(inputs), targets).backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             done()
     if kind == "fulmen":
@@ -138,7 +138,7 @@ def startup_child(kind: str, root: str, out: str) -> None:
         import pytorch_lightning as framework  # type: ignore[no-redef]
     from workloads import module_class
 
-    class FirstStep(framework.Callback):  # type: ignore[misc, name-defined]
+    class FirstStep(framework.Callback):
         def on_train_batch_end(self, *args: object) -> None:
             done()
 

@@ -84,10 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     chosen = standard_scenarios(TINY, use_lightning(args))
     print(f"Machine: {machine_description()}")
     if args.profile:
-        by_key = {s.key: s for s in chosen}
-        if args.profile not in by_key:
-            parser.error(f"--profile {args.profile!r}: choose one of {sorted(by_key)}")
-        print(profile(by_key[args.profile], args.steps, args.top))
+        scenario_by_key = {s.key: s for s in chosen}
+        if args.profile not in scenario_by_key:
+            parser.error(f"--profile {args.profile!r}: choose one of {sorted(scenario_by_key)}")
+        print(profile(scenario_by_key[args.profile], args.steps, args.top))
         return 0
     print(
         f"{args.steps} steps per run, {args.repeats} interleaved repetitions, {TINY.describe()}; "

@@ -88,7 +88,7 @@ def hand_runner(workload: Workload, device: torch.device) -> Runner:
                 inputs, targets = inputs.to(device), targets.to(device)
             optimizer.zero_grad()
             loss = F.cross_entropy(network(inputs), targets)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
         synchronize(device)
         return clock() - start
@@ -99,7 +99,7 @@ def hand_runner(workload: Workload, device: torch.device) -> Runner:
 def module_class(base: type[Any], workload: Workload, log_loss: bool) -> type[Any]:
     """Subclass `base` (a LightningModule class) into the benchmark's module."""
 
-    class BenchModule(base):  # type: ignore[misc, valid-type]
+    class BenchModule(base):  # type: ignore[misc]
         def __init__(self) -> None:
             super().__init__()
             self.network = workload.network()
@@ -123,7 +123,7 @@ def module_class(base: type[Any], workload: Workload, log_loss: bool) -> type[An
 def timer_class(base: type[Any], device: torch.device) -> type[Any]:
     """Subclass `base` (a Callback class) into a callback that times the training epoch."""
 
-    class EpochTimer(base):  # type: ignore[misc, valid-type]
+    class EpochTimer(base):  # type: ignore[misc]
         def __init__(self) -> None:
             self.start = self.end = 0.0
 

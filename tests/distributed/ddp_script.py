@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from typing import Any
 
 import torch
@@ -36,6 +37,10 @@ class Regression(pl.LightningModule):
         loss = torch.nn.functional.mse_loss(self.layer(x), y)
         self.log("loss", loss, sync_dist=True)
         self.log("rank", float(self.global_rank), sync_dist=True, on_epoch=True)
+        if self.mode == "preempt":
+            time.sleep(0.05)
+            if self.global_rank == 0 and self.global_step == 20:
+                print("READY", flush=True)
         if self.mode == "diverge":
             self.log(f"only_on_rank_{self.global_rank}", 1.0, sync_dist=True)
         if self.mode == "hang" and self.global_rank == 0 and batch_idx == 2:
@@ -98,8 +103,11 @@ def main() -> None:
         if strategy == "fsdp_resume_on_one":
             kwargs.update(devices=1, max_epochs=3)
             ckpt_path = sys.argv[4]
+    if mode == "preempt":
+        kwargs["max_epochs"] = 1000
     trainer, model = build(mode, out, **kwargs)
-    train, val = data(BATCH * 2 // kwargs["devices"])
+    world = kwargs["devices"] * kwargs.get("num_nodes", 1)
+    train, val = data(BATCH * 2 // world)  # the same global batch on any number of ranks
     trainer.fit(model, train, val, ckpt_path=ckpt_path)
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     validated = trainer.validate(model, val, verbose=False)

@@ -229,3 +229,23 @@ def test_fsdp_sharded_checkpoint_resumes_on_another_number_of_ranks(
     loaded = ddp_script.Regression.load_from_checkpoint(str(single_file))
     for got, want in zip(loaded.parameters(), single["weights"]):
         torch.testing.assert_close(got.detach().flatten(), torch.tensor(want), rtol=1e-5, atol=1e-6)
+
+
+def test_sigterm_stops_every_rank_at_the_same_step_with_last_ckpt(tmp_path: Path) -> None:
+    import signal
+
+    job = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "preempt", "ddp", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT,
+    )  # fmt: skip
+    assert job.stdout is not None
+    deadline = time.monotonic() + 150
+    while job.stdout.readline().strip() != "READY":
+        assert time.monotonic() < deadline and job.poll() is None, "never reached step 20"
+    job.send_signal(signal.SIGTERM)  # to rank 0 only, as `kill PID` would; it tells rank 1
+    _, stderr = job.communicate(timeout=120)
+    assert job.returncode == 143, stderr[-3000:]
+    checkpoint = torch.load(tmp_path / "ckpts" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] > 20
+    assert "stuck" not in stderr and "failed" not in stderr
+    assert not _leftover(str(tmp_path))

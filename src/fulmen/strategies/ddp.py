@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import time
 import traceback
 import zlib
 from contextlib import AbstractContextManager, nullcontext
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["DDPStrategy"]
 
 _DEFAULT_TIMEOUT = timedelta(minutes=30)
+_STOP_POLL_S = 0.5  # how often ranks check, together, whether one of them got SIGTERM
 _START_METHODS = ("popen", "spawn", "fork", "forkserver")
 _REDUCE_OPS = {
     "mean": dist.ReduceOp.SUM,
@@ -127,6 +129,9 @@ class DDPStrategy(ParallelStrategy):
         self._control_group: Any = None
         self._stop_work: Any = None
         self._stop_flag: Tensor | None = None
+        self._stop_calls = 0
+        self._stop_every = 0  # steps between stop checks, agreed after the first 10 steps
+        self._stop_clock = 0.0
 
     # ------------------------------------------------------------------ topology
 
@@ -299,7 +304,10 @@ class DDPStrategy(ParallelStrategy):
 
     def on_exception(self, exception: BaseException) -> None:
         """Tell the other ranks, so they stop in seconds instead of waiting in a collective."""
-        if self.watchdog is None or isinstance(exception, KeyboardInterrupt):
+        from fulmen.utilities.exceptions import SIGTERMException
+
+        # Ctrl-C and an agreed SIGTERM stop every rank anyway: not a failure to spread.
+        if self.watchdog is None or isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
             return
         text = "".join(traceback.format_exception(exception))
         self.watchdog.report_failure(
@@ -437,13 +445,28 @@ class DDPStrategy(ParallelStrategy):
             )
 
     def agree_to_stop(self, requested: bool) -> bool:
-        """Whether any rank asked to stop (SIGTERM) one step ago: every rank gets the same answer.
+        """Whether any rank asked to stop (SIGTERM): every rank gets the same answer, same step.
 
-        The reduction of step N is started at step N and read at step N+1, so ranks agree on
-        the step to stop at without waiting for a collective on every step.
+        A collective every step would cost as much as a small model's step, so ranks check about
+        once per `_STOP_POLL_S` seconds: after 10 steps they agree on how many steps that is
+        (the slowest rank's pace). Each check starts an all-reduce of the flags and reads the
+        previous check's result, so no step waits for it.
         """
         if not _distributed():
             return requested
+        self._stop_calls += 1
+        calls = self._stop_calls
+        if self._stop_every == 0:
+            if calls == 1:
+                self._stop_clock = time.monotonic()
+            if calls < 10:
+                return False
+            pace = torch.tensor((time.monotonic() - self._stop_clock) / 9, dtype=torch.float64)
+            dist.all_reduce(pace, op=dist.ReduceOp.MAX, group=self._control_group)
+            self._stop_every = max(1, int(_STOP_POLL_S / max(float(pace), 1e-6)))
+            self._stop_calls = calls = 0
+        if calls % self._stop_every:
+            return False
         decided = False
         if self._stop_work is not None and self._stop_flag is not None:
             self._stop_work.wait()

@@ -66,7 +66,8 @@ class ScriptLauncher:
         """Name a child that died with an error (polled by rank 0's watchdog)."""
         for local_rank, proc in enumerate(self.procs, start=1):
             code = proc.poll()
-            if code not in (None, 0):
+            # 143: the rank stopped on an agreed SIGTERM (preemption), as this one will.
+            if code not in (None, 0, 143):
                 rank = self.strategy.node_rank * self.strategy.num_processes + local_rank
                 how = (
                     f"was killed by signal {signal.Signals(-code).name}"
