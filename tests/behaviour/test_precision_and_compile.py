@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import torch
 
 import fulmen
@@ -60,3 +61,33 @@ def test_a_torch_compiled_module_trains_like_the_eager_one() -> None:
     torch.testing.assert_close(
         compiled.state_dict()["layer._orig_mod.weight"], eager.state_dict()["layer.weight"]
     )
+
+
+def test_init_module_creates_parameters_in_the_true_precision() -> None:
+    for precision, dtype in (
+        ("bf16-true", torch.bfloat16),
+        ("16-true", torch.float16),
+        ("64-true", torch.float64),
+        ("32-true", torch.float32),
+    ):
+        trainer = fulmen.Trainer(accelerator="cpu", precision=precision, **QUIET)
+        with trainer.init_module():
+            layer = torch.nn.Linear(2, 2)
+        assert layer.weight.dtype == dtype, precision
+    assert torch.get_default_dtype() == torch.float32  # put back afterwards
+
+
+def test_learning_rate_monitor_publishes_rates_to_callback_metrics(tmp_path: Any) -> None:
+    from fulmen.callbacks import LearningRateMonitor
+    from fulmen.loggers import CSVLogger
+
+    trainer = fulmen.Trainer(
+        max_epochs=1,
+        logger=CSVLogger(str(tmp_path)),
+        callbacks=[LearningRateMonitor()],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
+    trainer.fit(Recorder(), loader(32, batch_size=8))
+    assert float(trainer.callback_metrics["lr-SGD"]) == pytest.approx(0.05)

@@ -627,14 +627,21 @@ def test_tuner_ends_its_run_cleanly_with_teardown_and_no_exception_hooks() -> No
     assert trainer.state.status == "finished" and not trainer.interrupted
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the evaluation loops read their loaders before on_test_start, where the finder runs",
-)
 def test_batch_size_finder_callback_tests_with_the_size_found() -> None:
     model = Regression(batch_size=2, limit=8, n=32)
     make_trainer(callbacks=[BatchSizeFinder(steps_per_trial=1)]).test(model)
     assert model.batch_sizes[-4:] == [8] * 4
+
+
+def test_batch_size_finder_callback_validates_and_predicts_with_the_size_found() -> None:
+    model = Regression(batch_size=2, limit=8, n=32)
+    trainer = make_trainer(callbacks=[BatchSizeFinder(steps_per_trial=1)])
+    trainer.validate(model, verbose=False)
+    assert model.batch_sizes[-4:] == [8] * 4 and trainer.num_val_batches == [4]
+    model.batch_size = 2
+    predictions = trainer.predict(model)
+    assert model.batch_sizes[-4:] == [8] * 4
+    assert [len(p) for p in predictions] == [8] * 4  # type: ignore[union-attr]
 
 
 def test_suggestion_ignores_non_finite_losses_and_skipped_points() -> None:

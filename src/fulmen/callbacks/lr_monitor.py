@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
+import torch
 from torch.optim import Optimizer
 
 from fulmen.callbacks.callback import Callback
@@ -96,6 +97,8 @@ class LearningRateMonitor(Callback):
     def _log(self, trainer: Trainer, interval: str) -> None:
         stats = self._extract_stats(interval)
         if stats:
+            # As in Lightning: other callbacks (e.g. EarlyStopping) may monitor the rate.
+            trainer.callback_metrics.update({k: torch.tensor(v) for k, v in stats.items()})
             for logger in trainer.loggers:
                 logger.log_metrics(stats, step=trainer.global_step)
 

@@ -140,6 +140,7 @@ def _run_eval(
         call_module(trainer, f"on_{noun}_model_eval")
         with _eval_context(trainer):
             call_hook(trainer, f"on_{noun}_start")
+            loaders, counts = _reload_if_dropped(trainer, noun, loaders, counts)
             call_hook(trainer, f"on_{noun}_epoch_start")
             for dl_idx, (loader, count) in enumerate(zip(loaders, counts)):
                 results.dataloader_idx = dl_idx if multiple else None
@@ -178,6 +179,21 @@ def _run_eval(
         trainer._results = previous_results
         trainer.state.stage = outer_stage
     return _split_by_dataloader(logged, len(loaders))
+
+
+def _reload_if_dropped(
+    trainer: Trainer, noun: str, loaders: list[Any], counts: list[int]
+) -> tuple[list[Any], list[int]]:
+    """Load the loaders again if a start hook dropped them (BatchSizeFinder changed the size)."""
+    data = trainer._data
+    prefix = {"validation": "val", "test": "test"}[noun]
+    if data is None or getattr(data, f"{prefix}_loaders") is not None:
+        return loaders, counts
+    loaders = data.load_eval(prefix)
+    counts = data.eval_counts(prefix, loaders)
+    if trainer.state.stage != RunningStage.SANITY_CHECKING:
+        setattr(trainer, f"num_{prefix}_batches", counts)
+    return loaders, counts
 
 
 def _drop_padding(loader: Any, batch_idx: int, batch: Any) -> tuple[Any, bool]:
@@ -241,15 +257,7 @@ def run_predict(trainer: Trainer) -> list[Any] | list[list[Any]] | None:
     assert data is not None
     module = trainer.lightning_module
     module.zero_grad()
-    loaders = data.load_eval("predict")
-    counts = data.eval_counts("predict", loaders)
-    if _has_writer(trainer):
-        loaders = [_recording_indices(loader) for loader in loaders]
-    trainer.predict_batch_indices = [
-        getattr(loader.batch_sampler, "seen", []) if isinstance(loader, DataLoader) else []
-        for loader in loaders
-    ]
-    trainer.num_predict_batches = counts  # type: ignore[assignment]
+    loaders, counts = _predict_loaders(trainer)
     # An epoch-interval prediction writer reads every prediction at epoch end, so keep them.
     keep = getattr(trainer, "_return_predictions", True) or _has_epoch_writer(trainer)
     trainer.state.stage = RunningStage.PREDICTING
@@ -263,10 +271,13 @@ def run_predict(trainer: Trainer) -> list[Any] | list[list[Any]] | None:
     call_module(trainer, "on_predict_model_eval")
     with _eval_context(trainer):
         call_hook(trainer, "on_predict_start")
+        if data.predict_loaders is None:  # dropped by BatchSizeFinder: a new batch size
+            loaders, counts = _predict_loaders(trainer)
         call_hook(trainer, "on_predict_epoch_start")
         for dl_idx, (loader, count) in enumerate(zip(loaders, counts)):
             extra = (dl_idx,) if multiple else ()
             for batch_idx, batch, _ in iterate(loader, count):
+                trainer.strategy.mark("predict", 0, batch_idx)
                 batch = data.transfer(batch, dl_idx)
                 call_hook(trainer, "on_predict_batch_start", batch, batch_idx, *extra)
                 output = trainer.strategy.predict_step(batch, batch_idx, *extra)
@@ -280,6 +291,21 @@ def run_predict(trainer: Trainer) -> list[Any] | list[list[Any]] | None:
     if not getattr(trainer, "_return_predictions", True):
         return None
     return predictions if multiple else predictions[0]
+
+
+def _predict_loaders(trainer: Trainer) -> tuple[list[Any], list[int]]:
+    data = trainer._data
+    assert data is not None
+    loaders = data.load_eval("predict")
+    counts = data.eval_counts("predict", loaders)
+    if _has_writer(trainer):
+        loaders = [_recording_indices(loader) for loader in loaders]
+    trainer.predict_batch_indices = [
+        getattr(loader.batch_sampler, "seen", []) if isinstance(loader, DataLoader) else []
+        for loader in loaders
+    ]
+    trainer.num_predict_batches = counts  # type: ignore[assignment]
+    return loaders, counts
 
 
 def _has_writer(trainer: Trainer) -> bool:

@@ -351,7 +351,7 @@ class Trainer:
     ) -> list[Any] | list[list[Any]] | None:
         """Run `predict_step` over the predict dataloader(s) and return the outputs."""
         model, datamodule, dataloaders = self._resolve_eval_inputs(
-            model, dataloaders, datamodule, "predict"
+            model, dataloaders, datamodule, "predict", ckpt_path
         )
         from fulmen.trainer.data import DataSource
 
@@ -371,7 +371,7 @@ class Trainer:
         weights_only: bool | None,
     ) -> list[dict[str, float]]:
         model, datamodule, dataloaders = self._resolve_eval_inputs(
-            model, dataloaders, datamodule, str(fn)
+            model, dataloaders, datamodule, str(fn), ckpt_path
         )
         from fulmen.trainer.data import DataSource
 
@@ -387,6 +387,7 @@ class Trainer:
         dataloaders: Any,
         datamodule: LightningDataModule | None,
         name: str,
+        ckpt_path: str | Path | None = None,
     ) -> tuple[LightningModule, LightningDataModule | None, Any]:
         if isinstance(dataloaders, LightningDataModule):
             datamodule, dataloaders = dataloaders, None
@@ -404,7 +405,7 @@ class Trainer:
                 datamodule = self.datamodule
             callback = self.checkpoint_callback
             best = getattr(callback, "best_model_path", "") if callback is not None else ""
-            if self._fit_started and best and self._user_ckpt_path is None:
+            if self._fit_started and best and self._user_ckpt_path is None and ckpt_path is None:
                 # As in Lightning: without a model, evaluate the best checkpoint of the last fit.
                 rank_zero_info(
                     f"Trainer.{name}() got no model: using the best checkpoint of the last fit, "

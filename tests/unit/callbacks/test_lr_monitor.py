@@ -32,6 +32,7 @@ def make_trainer(optimizers: list[Any], configs: list[Any] | None = None, **over
         global_step=0,
         log_every_n_steps=1,
         should_stop=False,
+        callback_metrics={},
     )
     vars(trainer).update(overrides)
     return trainer

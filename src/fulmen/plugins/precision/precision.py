@@ -65,6 +65,11 @@ class DoublePrecision(Precision):
     def convert_module(self, module: nn.Module) -> nn.Module:
         return module.double()
 
+    @contextmanager
+    def module_init_context(self) -> Generator[None]:
+        with _default_dtype(torch.float64):
+            yield
+
     def convert_input(self, data: Any) -> Any:
         from fulmen.utilities.apply_func import apply_to_collection
 
@@ -86,6 +91,11 @@ class HalfPrecision(Precision):
 
     def convert_module(self, module: nn.Module) -> nn.Module:
         return module.to(dtype=self._dtype)
+
+    @contextmanager
+    def module_init_context(self) -> Generator[None]:
+        with _default_dtype(self._dtype):
+            yield
 
     def convert_input(self, data: Any) -> Any:
         from fulmen.utilities.apply_func import apply_to_collection
@@ -144,3 +154,14 @@ class MixedPrecision(Precision):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if self.scaler is not None and state_dict:
             self.scaler.load_state_dict(state_dict)
+
+
+@contextmanager
+def _default_dtype(dtype: torch.dtype) -> Generator[None]:
+    """Create parameters directly in `dtype` (`Trainer.init_module`), as Lightning does."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
