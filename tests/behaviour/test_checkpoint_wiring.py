@@ -104,3 +104,22 @@ def test_a_failed_background_write_fails_fit(tmp_path: Path) -> None:
     )
     with pytest.raises(OSError, match="No space left"):
         trainer.fit(BoringModel())
+
+
+@pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")  # raised inside Lightning
+def test_fit_resumes_from_a_checkpoint_lightning_wrote(tmp_path: Path) -> None:
+    pl = pytest.importorskip("pytorch_lightning")
+    from pytorch_lightning.demos.boring_classes import BoringModel as PLBoring
+
+    import fulmen
+
+    settings = dict(limit_train_batches=4, limit_val_batches=1, logger=False,
+                    enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    theirs = pl.Trainer(max_epochs=2, default_root_dir=str(tmp_path), **settings)
+    theirs.fit(PLBoring())
+    path = theirs.checkpoint_callback.best_model_path
+    ours = fulmen.Trainer(max_epochs=3, enable_checkpointing=False, **settings)
+    model = BoringModel()
+    ours.fit(model, ckpt_path=path)
+    # Two epochs of four steps were done by Lightning; fulmen runs the third.
+    assert (ours.current_epoch, ours.global_step) == (3, 12)

@@ -243,6 +243,8 @@ def restore_training_state(trainer: Trainer, checkpoint: dict[str, Any]) -> None
     if precision_state:
         trainer.precision_plugin.load_state_dict(precision_state)
     loop = (checkpoint.get("loops") or {}).get("fit_loop")
+    if loop is not None and "epoch_progress" in loop:
+        loop = _from_lightning_loop(loop, checkpoint)
     state = trainer.state
     if loop is None:
         state.epoch = int(checkpoint.get("epoch", 0))
@@ -264,3 +266,26 @@ def restore_training_state(trainer: Trainer, checkpoint: dict[str, Any]) -> None
         state.resume_rng = loop["rng"]
     if loop.get("epoch_start_rng") is not None:
         state.resume_epoch_start_rng = loop["epoch_start_rng"]
+
+
+def _from_lightning_loop(loop: dict[str, Any], checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """Read the progress of a checkpoint written by Lightning, so a fit resumes from it.
+
+    Lightning keeps nested progress counters; an epoch whose training batches all ran counts as
+    done. It stores no random state for the next batches, so a resume inside an epoch continues
+    at the right batch but not with the same shuffle.
+    """
+    epochs = loop["epoch_progress"]["current"]
+    batches = loop.get("epoch_loop.batch_progress", {})
+    done_in_epoch = int(batches.get("current", {}).get("completed", 0))
+    finished = bool(batches.get("is_last_batch")) or epochs["processed"] > epochs["completed"]
+    global_step = int(checkpoint.get("global_step", 0))
+    stepped = loop.get("epoch_loop.state_dict", {}).get("_batches_that_stepped", global_step)
+    return {
+        "epoch": int(checkpoint.get("epoch", 0)),  # the epoch running when it was saved
+        "global_step": global_step,
+        "batches_that_stepped": int(stepped),
+        "total_batches_seen": int(batches.get("total", {}).get("completed", 0)),
+        "epoch_completed": finished,
+        "batches_done_in_epoch": 0 if finished else done_in_epoch,
+    }
