@@ -260,10 +260,14 @@ def _flat_on_cpu(batch: Any) -> bool:
 
     The common batch of a CPU run: walking it to move nothing would cost more than the check.
     """
+    # `is_cpu` is a flag; `tensor.device` builds a torch.device object on every read.
     if isinstance(batch, Tensor):
-        return batch.device.type == "cpu"
+        return batch.is_cpu
     if type(batch) in (list, tuple):
-        return all(isinstance(t, Tensor) and t.device.type == "cpu" for t in batch)
+        for tensor in batch:
+            if not (isinstance(tensor, Tensor) and tensor.is_cpu):
+                return False
+        return True
     return False
 
 

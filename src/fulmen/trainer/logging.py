@@ -93,6 +93,9 @@ class _Metric:
         "version",
         "synced",
         "synced_version",
+        "step_name",
+        "epoch_name",
+        "signature",
     )
 
     def __init__(self, name: str, key: str, fx: str, options: tuple[Any, ...]) -> None:
@@ -119,18 +122,14 @@ class _Metric:
         self.version = 0  # counts updates, so a value synchronized across ranks is reused
         self.synced: Tensor | None = None
         self.synced_version = -1
+        self.signature: tuple[Any, ...] = ()
+        # Fixed with the options; read on every publish, so computed once.
+        self.step_name = f"{key}_step" if self.forked else key
+        self.epoch_name = f"{key}_epoch" if self.forked else key
 
     @property
     def forked(self) -> bool:
         return bool(self.on_step and self.on_epoch)
-
-    @property
-    def step_name(self) -> str:
-        return f"{self.key}_step" if self.forked else self.key
-
-    @property
-    def epoch_name(self) -> str:
-        return f"{self.key}_epoch" if self.forked else self.key
 
     def update(self, value: Tensor, batch_size: int) -> None:
         self.value = value
@@ -201,7 +200,9 @@ class Results:
         # Set by the evaluation loop for a batch made only of DistributedSampler padding.
         self.ignore_batch = False
         self._store: dict[str, _Metric] = {}
+        self._by_signature: dict[str, _Metric] = {}
         self._step_metrics: list[_Metric] = []
+        self._unpublished = False  # a step value was logged since the last publish_step
         self._epoch_end = False
         self.callback: dict[str, Tensor] = {}
         self.logged: dict[str, Tensor] = {}
@@ -210,6 +211,48 @@ class Results:
     # ------------------------------------------------------------------ recording
 
     def log(self, module: Any, name: str, value: Any, **kw: Any) -> None:
+        fx = self.current_fx
+        # The same call as last time for this name (the common case, once per step): its
+        # options were checked then, so reuse them.
+        signature = (
+            fx,
+            self.dataloader_idx,
+            kw["on_step"],
+            kw["on_epoch"],
+            kw["prog_bar"],
+            kw["logger"],
+            kw["reduce_fx"],
+            kw["sync_dist"],
+            kw["sync_dist_group"],
+            kw["add_dataloader_idx"],
+        )
+        metric = self._by_signature.get(name)
+        if (
+            metric is None
+            or metric.signature != signature
+            or self._store.get(metric.key) is not metric
+        ):
+            metric = self._resolve(name, value, kw, signature)
+            if metric is None:
+                return
+        tensor = self._to_tensor(name, value, kw["enable_graph"], metric)
+        if metric.on_epoch and metric.reduce == "mean":
+            batch_size = kw["batch_size"] or self._infer_batch_size(name)
+        else:
+            batch_size = 1
+        if metric.sync_dist and self.trainer.strategy.world_size > 1:
+            self._update_synced(metric, tensor, batch_size, metric.fx)
+        elif not self.ignore_batch:
+            metric.update(tensor, batch_size)
+        if metric.on_step:
+            self._unpublished = True
+            if metric.stamp != self.stamp:
+                metric.stamp = self.stamp
+                self._step_metrics.append(metric)
+
+    def _resolve(
+        self, name: str, value: Any, kw: dict[str, Any], signature: tuple[Any, ...]
+    ) -> _Metric | None:
         fx = self.current_fx
         rules = _FX_RULES.get(fx) if fx is not None else None
         if rules is None or fx is None:
@@ -222,7 +265,7 @@ class Results:
                 "`self.log` does nothing with `Trainer(barebones=True)`; drop `barebones=True` "
                 "to record metrics."
             )
-            return
+            return None
         on_step = rules[0] if kw["on_step"] is None else kw["on_step"]
         on_epoch = rules[1] if kw["on_epoch"] is None else kw["on_epoch"]
         if on_step and not rules[2]:
@@ -257,18 +300,9 @@ class Results:
         metric = self._store.get(key)
         if metric is None or metric.fx != fx or metric.options != options:
             metric = self._add(metric, name, key, fx, options, value)
-        tensor = self._to_tensor(name, value, kw["enable_graph"], metric)
-        if metric.on_epoch and metric.reduce == "mean":
-            batch_size = kw["batch_size"] or self._infer_batch_size(name)
-        else:
-            batch_size = 1
-        if metric.sync_dist and self.trainer.strategy.world_size > 1:
-            self._update_synced(metric, tensor, batch_size, fx)
-        elif not self.ignore_batch:
-            metric.update(tensor, batch_size)
-        if metric.on_step and metric.stamp != self.stamp:
-            metric.stamp = self.stamp
-            self._step_metrics.append(metric)
+        metric.signature = signature
+        self._by_signature[name] = metric
+        return metric
 
     def _update_synced(self, metric: _Metric, tensor: Tensor, batch_size: int, fx: str) -> None:
         # The epoch aggregate keeps this rank's own values (reduced exactly at epoch end); the
@@ -344,7 +378,8 @@ class Results:
                     f"{tuple(value.shape)}. Reduce it first (e.g. `value.mean()`)."
                 )
             tensor = value if enable_graph else value.detach()
-            tensor = tensor.squeeze()
+            if tensor.dim():
+                tensor = tensor.squeeze()
             return tensor if tensor.is_floating_point() else tensor.float()
         if isinstance(value, (bool, int, float)):
             return torch.tensor(float(value))
@@ -386,12 +421,14 @@ class Results:
             if metric.torchmetric is not None:
                 metric.torchmetric.reset()
         self._store = {}
+        self._by_signature = {}
         self._step_metrics = []
         self._epoch_end = False
 
     def publish_step(self) -> None:
         """Make this batch's step values visible to callbacks and the progress bar."""
         callback, progress = self.callback, self._progress
+        self._unpublished = False
         for metric in self._step_metrics:
             value = metric.value
             assert value is not None
@@ -405,8 +442,9 @@ class Results:
         metrics = self._step_metrics
         if not metrics:
             return
-        # Again: values logged in on_train_batch_end arrived after the first publish.
-        self.publish_step()
+        # Values logged in on_train_batch_end arrived after the first publish.
+        if self._unpublished:
+            self.publish_step()
         self._step_metrics = []
         if should_log:
             to_log = {m.step_name: m.value for m in metrics if m.logger and m.value is not None}

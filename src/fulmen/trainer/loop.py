@@ -164,6 +164,10 @@ def run_training_epoch(trainer: Trainer) -> list[Any] | None:
         _validate_in_fit(trainer, stepping=True)
     loader, consume = _start_epoch_data(trainer, skip)
     strategy = trainer.strategy
+    # Decided once per epoch: asked after every batch.
+    has_schedulers = automatic and bool(trainer.lr_scheduler_configs)
+    has_val = data.has_val()
+    log_every = trainer.log_every_n_steps
     for batch_idx, batch, is_last in iterate(loader, trainer.num_training_batches, skip, consume):
         state.batch_idx = batch_idx
         strategy.mark("training", state.epoch, batch_idx)
@@ -183,7 +187,7 @@ def run_training_epoch(trainer: Trainer) -> list[Any] | None:
         state.total_batches_seen += 1
         # Counted after validation (the logger's x-axis), but already done for checkpoints.
         state.step_pending = stepping or not automatic
-        if stepping:
+        if stepping and has_schedulers:
             _step_schedulers(trainer, "step", plateau=False)
             if is_last:
                 _step_schedulers(trainer, "epoch", plateau=False)
@@ -192,11 +196,11 @@ def run_training_epoch(trainer: Trainer) -> list[Any] | None:
         call_hook(trainer, "on_train_batch_end", step_output, batch, batch_idx)
         if outputs is not None and step_output is not None:
             outputs.append(_detach(step_output))
-        should_log = trainer.log_every_n_steps > 0 and (
-            (state.batches_that_stepped + 1) % trainer.log_every_n_steps == 0 or state.should_stop
+        should_log = log_every > 0 and (
+            (state.batches_that_stepped + 1) % log_every == 0 or state.should_stop
         )
         results.step_end(should_log, step=state.batches_that_stepped)
-        if _should_check_val(trainer, batch_idx, is_last):
+        if has_val and _should_check_val(trainer, batch_idx, is_last):
             _validate_in_fit(trainer, stepping)
         state.step_pending = False
         if stepping or not automatic:
@@ -382,16 +386,19 @@ def _run_automatic_batch(trainer: Trainer, batch: Any, batch_idx: int, stepping:
     optimizers = trainer.strategy._lightning_optimizers
     output: Any = None
     accumulate = trainer.accumulate_grad_batches
+    custom_step = _module_overrides(trainer, "optimizer_step")
+    custom_zero_grad = _module_overrides(trainer, "optimizer_zero_grad")
 
     def closure() -> Tensor | None:
         # Runs inside optimizer.step() so that optimizers such as LBFGS can re-evaluate the loss.
         nonlocal output
         output = _training_step(trainer, batch, batch_idx)
         loss = _loss_of(output)
+        # requires_grad first: it is a flag, while reading grad_fn builds a Python object.
         if (
             loss is not None
-            and loss.grad_fn is None
             and loss.requires_grad is False
+            and loss.grad_fn is None
             and module.training
         ):
             raise MisconfigurationException(
@@ -403,9 +410,12 @@ def _run_automatic_batch(trainer: Trainer, batch: Any, batch_idx: int, stepping:
         optimizer = optimizers[0].optimizer
         if batch_idx % accumulate == 0 or accumulate == 1:
             call_hook(trainer, "on_before_zero_grad", optimizer)
-            call_module(
-                trainer, "optimizer_zero_grad", trainer.current_epoch, batch_idx, optimizers[0]
-            )
+            if custom_zero_grad:
+                call_module(
+                    trainer, "optimizer_zero_grad", trainer.current_epoch, batch_idx, optimizers[0]
+                )
+            else:
+                optimizer.zero_grad()
         if loss is None:
             return None
         backward_loss = loss / accumulate if accumulate > 1 else loss
@@ -419,8 +429,24 @@ def _run_automatic_batch(trainer: Trainer, batch: Any, batch_idx: int, stepping:
         with trainer.strategy.block_backward_sync():
             closure()
         return output
-    call_module(trainer, "optimizer_step", trainer.current_epoch, batch_idx, optimizers[0], closure)
+    if custom_step:
+        call_module(
+            trainer, "optimizer_step", trainer.current_epoch, batch_idx, optimizers[0], closure
+        )
+    else:
+        # What the default LightningModule.optimizer_step -> LightningOptimizer.step amounts to.
+        automatic_optimizer_step(trainer, optimizers[0].optimizer, closure)
     return output
+
+
+def _module_overrides(trainer: Trainer, name: str) -> bool:
+    """Whether the hook must go through `call_module` (overridden, or profiled by name)."""
+    key = ("overrides", name)
+    found = trainer._hook_cache.get(key)
+    if found is None:
+        found = is_overridden(name, trainer.lightning_module) or trainer._profiling
+        trainer._hook_cache[key] = found
+    return bool(found)
 
 
 def _run_manual_batch(trainer: Trainer, batch: Any, batch_idx: int) -> Any:
