@@ -38,7 +38,7 @@ class LearningRateFinder(Callback):
         ...         self.learning_rate = 0.1
         ...     def configure_optimizers(self):
         ...         return torch.optim.SGD(self.parameters(), lr=self.learning_rate)
-        >>> finder = LearningRateFinder(num_training_steps=20)
+        >>> finder = LearningRateFinder(num_training_steps=20, early_stop_threshold=None)
         >>> trainer = Trainer(max_steps=25, limit_val_batches=0,
         ...                   logger=False, enable_checkpointing=False, enable_progress_bar=False,
         ...                   enable_model_summary=False, callbacks=[finder])

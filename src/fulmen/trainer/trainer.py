@@ -720,7 +720,8 @@ class Trainer:
             ...         return torch.optim.SGD(self.parameters(), lr=self.lr)
             >>> trainer = Trainer(auto_lr_find=True, max_epochs=1, logger=False,
             ...                   enable_checkpointing=False, enable_progress_bar=False)
-            >>> sorted(trainer.tune(Model(), lr_find_kwargs={"num_training": 20}))
+            >>> kwargs = {"num_training": 20, "early_stop_threshold": None}
+            >>> sorted(trainer.tune(Model(), lr_find_kwargs=kwargs))
             ['lr_find']
         """
         from fulmen.tuner.tuning import Tuner
