@@ -231,11 +231,7 @@ class FSDPStrategy(DDPStrategy):
 
     def load_checkpoint(self, path: str, weights_only: bool | None = None) -> dict[str, Any]:
         if not os.path.isdir(path):
-            full = super().load_checkpoint(path, weights_only=weights_only)
-            states = full.get("optimizer_states")
-            if states is not None:
-                full["optimizer_states"] = [_FullOptimizerState(s) for s in states]
-            return full
+            return super().load_checkpoint(path, weights_only=weights_only)
         import torch.distributed.checkpoint as dcp
         from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
@@ -279,11 +275,10 @@ class FSDPStrategy(DDPStrategy):
             )
             set_optimizer_state_dict(module, optimizer, template)  # type: ignore[arg-type]
             return
-        full = state.state if isinstance(state, _FullOptimizerState) else state
         set_optimizer_state_dict(
             module,  # type: ignore[arg-type]
             optimizer,
-            full,
+            state,
             options=StateDictOptions(full_state_dict=True),
         )
 
@@ -294,11 +289,6 @@ class _ShardedOptimizerState:
     def __init__(self, path: str, index: int) -> None:
         self.path = path
         self.index = index
-
-
-class _FullOptimizerState:
-    def __init__(self, state: dict[str, Any]) -> None:
-        self.state = state
 
 
 def _is_dtensor(value: Any) -> bool:

@@ -15,7 +15,7 @@ import torch
 
 from fulmen.accelerators import Accelerator, CPUAccelerator, CUDAAccelerator, MPSAccelerator
 from fulmen.callbacks.callback import Callback
-from fulmen.plugins.environments import ClusterEnvironment
+from fulmen.plugins.environments import ClusterEnvironment, detect_cluster_environment
 from fulmen.plugins.io import CheckpointIO
 from fulmen.plugins.layer_sync import LayerSync
 from fulmen.plugins.precision import DoublePrecision, HalfPrecision, MixedPrecision, Precision
@@ -379,13 +379,6 @@ def select_strategy(
         strategy.cluster_environment.validate_settings(len(strategy.parallel_devices), num_nodes)
         strategy.configure_launcher()
     return strategy
-
-
-def detect_cluster_environment() -> ClusterEnvironment:
-    from fulmen.plugins import environments
-
-    detect = getattr(environments, "detect_cluster_environment", None)
-    return detect() if detect is not None else environments.LightningEnvironment()  # type: ignore[no-any-return]
 
 
 def _launched_externally() -> bool:

@@ -183,9 +183,6 @@ class Tuner:
                 trainer.test(model, dataloaders, datamodule=datamodule)
             else:
                 trainer.predict(model, dataloaders, datamodule=datamodule)
-        except _TunerExitException:
-            # A trainer that does not treat the exit as a clean end lets it through.
-            pass
         finally:
             trainer.callbacks = [cb for cb in trainer.callbacks if cb is not finder]
 
