@@ -128,6 +128,9 @@ class MLFlowLogger(Logger):
         self._prefix = prefix
         self._artifact_location = artifact_location
         self._log_batch_kwargs = {} if synchronous is None else {"synchronous": synchronous}
+        # With synchronous=False MLflow writes in a background thread; ending the run while a
+        # write is still queued leaves a half-written metric file, so finalize waits for these.
+        self._pending: list[Any] = []
         self._initialized = False
         # Built here so that a bad tracking URI (or a store MLflow refuses) fails at once.
         self._mlflow_client = MlflowClient(tracking_uri)
@@ -222,10 +225,12 @@ class MLFlowLogger(Logger):
             )
         entries = [Param(key=key, value=text[:limit]) for key, text in texts.items()]
         for start in range(0, len(entries), _PARAMS_PER_BATCH):
-            self.experiment.log_batch(
-                run_id=self.run_id,
-                params=entries[start : start + _PARAMS_PER_BATCH],
-                **self._log_batch_kwargs,
+            self._track(
+                self.experiment.log_batch(
+                    run_id=self.run_id,
+                    params=entries[start : start + _PARAMS_PER_BATCH],
+                    **self._log_batch_kwargs,
+                )
             )
 
     @rank_zero_only
@@ -249,10 +254,12 @@ class MLFlowLogger(Logger):
             number = value.item() if isinstance(value, Tensor) else value
             entries.append(Metric(key=clean, value=number, timestamp=timestamp_ms, step=step or 0))
         for start in range(0, len(entries), _METRICS_PER_BATCH):
-            self.experiment.log_batch(
-                run_id=self.run_id,
-                metrics=entries[start : start + _METRICS_PER_BATCH],
-                **self._log_batch_kwargs,
+            self._track(
+                self.experiment.log_batch(
+                    run_id=self.run_id,
+                    metrics=entries[start : start + _METRICS_PER_BATCH],
+                    **self._log_batch_kwargs,
+                )
             )
 
     @rank_zero_only
@@ -266,8 +273,16 @@ class MLFlowLogger(Logger):
             return
         if self._checkpoint_callback is not None:
             self._log_checkpoints(self._checkpoint_callback)
+        for operation in self._pending:
+            operation.wait()
+        self._pending.clear()
         if self.experiment.get_run(self.run_id):
             self.experiment.set_terminated(self.run_id, _RUN_STATUS.get(status, status))
+
+    def _track(self, operation: Any) -> None:
+        # `log_batch` returns an operation to wait on only when it runs in the background.
+        if operation is not None and hasattr(operation, "wait"):
+            self._pending.append(operation)
 
     def after_save_checkpoint(self, checkpoint_callback: ModelCheckpoint) -> None:
         """Upload the new checkpoint now (`log_model="all"`) or remember to at the end (True)."""

@@ -6,7 +6,6 @@ import importlib.util
 import inspect
 import logging
 import os
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -226,16 +225,16 @@ def test_finalize_before_any_use_starts_no_run(mlflow: Any, uri: str) -> None:
 
 def test_synchronous_false_logs_in_the_background(mlflow: Any, uri: str) -> None:
     logger = MLFlowLogger(tracking_uri=uri, synchronous=False)
-    logger.log_metrics({"loss": 1.0}, step=0)
+    for step in range(20):
+        logger.log_metrics({"loss": float(step)}, step=step)
     logger.log_hyperparams({"lr": 0.1})
+    # finalize waits for the background writes before ending the run, so all is there at once.
     logger.finalize("success")
-    # The background writer may still be busy after the run is ended.
-    deadline = time.monotonic() + 10
     run = logger.experiment.get_run(logger.run_id)
-    while not (run.data.metrics and run.data.params) and time.monotonic() < deadline:
-        time.sleep(0.05)
-        run = logger.experiment.get_run(logger.run_id)
-    assert (run.data.metrics, run.data.params) == ({"loss": 1.0}, {"lr": "0.1"})
+    assert (run.data.metrics, run.data.params) == ({"loss": 19.0}, {"lr": "0.1"})
+    assert run.info.status == "FINISHED"
+    history = logger.experiment.get_metric_history(logger.run_id, "loss")
+    assert sorted(m.step for m in history) == list(range(20))
 
 
 def test_log_model_all_uploads_each_new_checkpoint_with_metadata(
