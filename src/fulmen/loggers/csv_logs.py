@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 from argparse import Namespace
 from collections.abc import Mapping
@@ -14,8 +15,10 @@ from torch import Tensor
 from fulmen.loggers.logger import Logger, rank_zero_experiment
 from fulmen.loggers.utilities import (
     add_prefix,
+    append_to_file,
     convert_params,
     next_version,
+    replace_file,
     save_hparams_to_yaml,
     version_dir_name,
 )
@@ -27,6 +30,15 @@ __all__ = ["CSVLogger"]
 def _to_cell(value: Any) -> Any:
     # Called only when rows are written, so logging a GPU tensor does not wait for the device.
     return value.item() if isinstance(value, Tensor) else value
+
+
+def _csv_text(columns: list[str], rows: list[dict[str, Any]], header: bool) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    if header:
+        writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 class _ExperimentWriter:
@@ -66,18 +78,15 @@ class _ExperimentWriter:
         rows = [{name: _to_cell(value) for name, value in row.items()} for row in self.metrics]
         names = {name for row in rows for name in row}
         if self._has_file and names.issubset(self._columns):
-            with open(self.metrics_file_path, "a", newline="", encoding="utf-8") as file:
-                csv.DictWriter(file, fieldnames=self._columns).writerows(rows)
+            append_to_file(self.metrics_file_path, _csv_text(self._columns, rows, header=False))
         else:
-            # A new column means a new header, so the rows already on disk are written again.
+            # A new column means a new header, so the rows already on disk are written again,
+            # into a new file that replaces the old one: a crash cannot lose the earlier rows.
             if self._has_file:
                 with open(self.metrics_file_path, newline="", encoding="utf-8") as file:
                     rows = list(csv.DictReader(file)) + rows
             self._columns = sorted(names.union(self._columns))
-            with open(self.metrics_file_path, "w", newline="", encoding="utf-8") as file:
-                writer = csv.DictWriter(file, fieldnames=self._columns)
-                writer.writeheader()
-                writer.writerows(rows)
+            replace_file(self.metrics_file_path, _csv_text(self._columns, rows, header=True))
             self._has_file = True
         self.metrics = []
 

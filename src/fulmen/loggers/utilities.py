@@ -17,6 +17,8 @@ __all__ = [
     "convert_params",
     "flatten_dict",
     "next_version",
+    "append_to_file",
+    "replace_file",
     "save_hparams_to_yaml",
     "version_dir_name",
 ]
@@ -144,5 +146,54 @@ def save_hparams_to_yaml(path: str | Path, hparams: Mapping[str, Any] | Namespac
             )
             continue
         plain[key] = value
-    with open(path, "w", encoding="utf-8") as file:
-        yaml.safe_dump(plain, file)
+    replace_file(path, yaml.safe_dump(plain))
+
+
+def replace_file(path: str | Path, text: str) -> None:
+    """Write `text` to `path` so that a reader (or a crash) sees the old content or the new one.
+
+    A process killed halfway through rewriting a log file would otherwise leave it truncated.
+    The temporary name starts with a dot and carries the process id, so two writers never share
+    it and nothing listing the folder's logs mistakes it for one.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "notes.txt"
+        >>> replace_file(path, "first")
+        >>> replace_file(path, "second")
+        >>> path.read_text(), sorted(p.name for p in path.parent.iterdir())
+        ('second', ['notes.txt'])
+    """
+    path = os.fspath(path)
+    folder, name = os.path.split(path)
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as file:
+            file.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def append_to_file(path: str | Path, text: str) -> None:
+    """Append `text` to `path` in one system call, so a crash never leaves half of it.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "rows.csv"
+        >>> append_to_file(path, "a,b\\n")
+        >>> append_to_file(path, "1,2\\n")
+        >>> path.read_text()
+        'a,b\\n1,2\\n'
+    """
+    data = text.encode("utf-8")
+    descriptor = os.open(os.fspath(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        # A single write() to a regular file completes or does not happen when the process is
+        # killed; Python's buffered files may split the rows over several.
+        written = os.write(descriptor, data)
+        while written < len(data):  # only a full disk writes less; finish or raise its error
+            written += os.write(descriptor, data[written:])
+    finally:
+        os.close(descriptor)
