@@ -25,13 +25,17 @@ from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["Watchdog", "stop_process"]
+__all__ = ["RankFailedError", "Watchdog", "stop_process"]
 
 _FAILURE_KEY = "fulmen/failure"
 _POLL_S = 0.25
 # After a peer failed, the main thread gets this long to end through its own exception path (a
 # collective with a dead peer usually raises) before the watchdog ends the process.
 _GRACE_S = 3.0
+
+
+class RankFailedError(RuntimeError):
+    """Another rank of a distributed run failed, died or stopped, so this one cannot go on."""
 
 
 def stop_process(code: int) -> None:
@@ -65,6 +69,7 @@ class Watchdog:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._reported_failure = False
+        self._explained = False
         self._last_ticks = -1
         self._last_progress = time.monotonic()
 
@@ -81,6 +86,13 @@ class Watchdog:
         previous, self.collective = self.collective, name
         try:
             yield
+        except RuntimeError as err:
+            # A collective whose peer died fails with a transport error ("Connection closed by
+            # peer") that does not say which rank or why; name them instead.
+            explanation = self.explain(err)
+            if explanation is None:
+                raise
+            raise RankFailedError(explanation) from err
         finally:
             self.collective = previous
             self.ticks += 1
@@ -91,6 +103,78 @@ class Watchdog:
             self.store.compare_set(_FAILURE_KEY, "", f"{self.rank}\n{message}")
         except Exception:  # noqa: BLE001 - the store may already be gone; nothing else to do
             pass
+
+    def explain(self, error: BaseException, wait: float = _GRACE_S) -> str | None:
+        """Say which rank made a collective fail with `error`, or None if it was not a peer.
+
+        The cause (a peer's published failure, a child that died, the launching process gone)
+        may reach this process a little after the transport error does, so look for up to
+        `wait` seconds.
+        """
+        if not _is_transport_error(error):
+            return None
+        start = time.monotonic()
+        while True:
+            # A rank launched by rank 0 sees its connections to rank 0 close a moment before the
+            # kernel hands it to a new parent: for the first second, only check for that.
+            early = self.rank != 0 and time.monotonic() - start < 1.0
+            cause = self._extra_cause() if early else self._find_cause()
+            if cause is not None or time.monotonic() - start > wait:
+                break
+            time.sleep(0.05)
+        if cause is None:
+            return None
+        self._explained = True
+        positions = self._positions()
+        if positions:
+            cause += "\nLast known position of each rank:\n" + positions
+        return cause
+
+    def _find_cause(self) -> str | None:
+        # Rank 0 hosts the store, where a published cause (a traceback, a stuck-run report) says
+        # more than its own check of the children. The other ranks look at their own check first
+        # (is the launching process gone?): asking a store whose host died makes torch print
+        # pages of C++ warnings.
+        if self.rank != 0 or self._extra_check is None:
+            return self._extra_cause() or self._published_cause()
+        return self._published_cause() or self._extra_cause()
+
+    def _extra_cause(self) -> str | None:
+        return self._extra_check() if self._extra_check is not None else None
+
+    def _published_cause(self) -> str | None:
+        try:
+            failure = self._read_failure()
+        except Exception:  # noqa: BLE001 - an unreachable store is itself the answer
+            return (
+                f"fulmen: rank {self.rank} lost contact with the other processes: the process "
+                "that hosts the rendezvous store (rank 0) ended."
+            )
+        if failure is not None and failure[0] != self.rank:
+            rank, message = failure
+            lines = message.strip().splitlines() or ["an error"]
+            if lines[0].startswith("fulmen: "):  # a report (a stuck run, a dead child)
+                return f"{lines[0]} (reported by rank {rank}; rank {self.rank} stops too)"
+            return (
+                f"fulmen: rank {rank} failed ({lines[-1]}), so rank {self.rank} stops too; its "
+                "traceback is printed above."
+            )
+        return None
+
+    def _positions(self) -> str:
+        keys = [f"fulmen/state/{r}" for r in range(self.world_size)]
+        try:
+            if not self.store.check(keys):
+                return ""
+            states = [v.decode("utf-8", "replace") for v in self.store.multi_get(keys)]
+        except Exception:  # noqa: BLE001 - the store went away with rank 0
+            return ""
+        lines = []
+        for rank, state in enumerate(states):
+            _, collective, where = state.split("|", 2)
+            doing = f"waiting in {collective}" if collective else "running"
+            lines.append(f"  rank {rank}: {doing} ({where})")
+        return "\n".join(lines)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="fulmen-watchdog", daemon=True)
@@ -120,7 +204,14 @@ class Watchdog:
                 return
 
     def check_once(self) -> None:
-        """One poll: peer failures, the launcher's check, then the stuck-run rule."""
+        """One poll: the launcher's check, peer failures, then the stuck-run rule."""
+        if self.rank != 0:
+            # Is the launching process gone? Ask before the store it hosted: asking a store
+            # whose host died makes torch print pages of C++ warnings.
+            problem = self._extra_cause()
+            if problem is not None:
+                self._exit_with(problem, grace=True)
+                return
         failure = self._read_failure()
         if failure is not None:
             rank, message = failure
@@ -130,11 +221,13 @@ class Watchdog:
                     grace=True,
                 )
             return
-        if self._extra_check is not None:
-            problem = self._extra_check()
+        if self.rank == 0:
+            problem = self._extra_cause()  # a child rank that died
             if problem is not None:
                 self.report_failure(problem)
-                self._exit_with(problem)
+                # Give the main thread the chance to end through its exception path (a
+                # collective with the dead rank raises at once), so `on_exception` hooks run.
+                self._exit_with(problem, grace=True)
                 return
         self._check_stuck()
 
@@ -170,12 +263,23 @@ class Watchdog:
         for r, (_, collective, where) in enumerate(parsed):
             doing = f"waiting in {collective}" if collective else "running"
             lines.append(f"  rank {r}: {doing} ({where})")
-        report = (
-            f"fulmen: the run is stuck: no rank has made progress for {self.timeout:.0f} s and "
-            "at least one waits for the others in a collective. This usually means the ranks "
-            "took different paths (e.g. a `self.log(..., sync_dist=True)`, `all_gather` or "
-            "`barrier` that only some ranks reach). Where each rank is:\n" + "\n".join(lines)
-        )
+        running = [str(r) for r, p in enumerate(parsed) if not p[1]]
+        if running:
+            # Some ranks wait for the others, who are busy in their own code: a slow or stuck
+            # rank, not a mismatched collective.
+            cause = (
+                f"rank {', '.join(running)} has not reached the collective the others wait in "
+                f"for {self.timeout:.0f} s: it is much slower than the others or stuck in its "
+                "own code (a long computation, I/O, a lock). If it is only slow, raise "
+                "`DDPStrategy(watchdog_timeout=...)` or FULMEN_WATCHDOG_TIMEOUT."
+            )
+        else:
+            cause = (
+                f"every rank has waited in a collective for {self.timeout:.0f} s. This usually "
+                "means the ranks took different paths (e.g. a `self.log(..., sync_dist=True)`, "
+                "`all_gather` or `barrier` that only some ranks reach)."
+            )
+        report = f"fulmen: the run is stuck: {cause}\nWhere each rank is:\n" + "\n".join(lines)
         self.report_failure(report)
         self._exit_with(report)
 
@@ -183,7 +287,8 @@ class Watchdog:
         if self._reported_failure:
             return
         self._reported_failure = True
-        print(message, file=sys.stderr, flush=True)
+        if not self._explained:  # else the main thread's RankFailedError says it already
+            print(message, file=sys.stderr, flush=True)
         if grace and self._stop.wait(_GRACE_S):
             return  # the main thread ended the run on its own
         self._on_exit(1)
@@ -194,3 +299,15 @@ def _describe(where: Any) -> str:
         stage, epoch, batch = where
         return f"{stage} batch {batch} of epoch {epoch}"
     return str(where)
+
+
+def _is_transport_error(error: BaseException) -> bool:
+    import torch.distributed as dist
+
+    if isinstance(error, dist.DistError):
+        return True
+    text = str(error)
+    return any(
+        sign in text
+        for sign in ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "gloo")
+    )
