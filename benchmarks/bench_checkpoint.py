@@ -5,18 +5,26 @@ units) trained two steps with Adam, so a checkpoint holds the weights and two Ad
 weight: about 50 MB. Per repetition, interleaved:
 
 - hand save: `torch.save(checkpoint, path)` of the dict fulmen saves (read back from fulmen's
-  file beforehand, so the same keys, tensors and sizes; without fulmen's checksum entry);
-- fulmen save: `trainer.save_checkpoint(path)`: builds the dict, adds its sha256 checksum,
-  writes a temporary file, flushes it to disk, renames it into place;
-- Lightning save: its `trainer.save_checkpoint(path)` (its own dict, the same tensors);
+  file beforehand, so the same keys, tensors and sizes);
+- fulmen save: `trainer.save_checkpoint(path)`: builds the dict, writes it with `torch.save`
+  (which computes the zip CRCs that loading checks) to a temporary file and renames that into
+  place. Not included: flushing the file to disk (fsync), which a helper thread does after the
+  call returns; the next save, a removal or the end of the run waits for it;
+- until durable: the same two, each followed by what makes its file survive a power loss
+  (hand: `torch.save` to an open file, then `os.fsync`; fulmen: waiting for its helper thread
+  through `checkpoint_io.teardown()`), for scale;
+- Lightning save: its `trainer.save_checkpoint(path)` (its own dict, the same tensors; it does
+  not flush to disk);
 - loads: `torch.load(path, weights_only=True)` of the hand file against each framework's
-  `TorchCheckpointIO().load_checkpoint(path)` of its own file (fulmen's verifies the checksum).
+  `TorchCheckpointIO().load_checkpoint(path)` of its own file (fulmen's checks the zip CRCs
+  first).
 
 Every save goes to a new file (removed afterwards) after `os.sync()`, so no run pays for the
 write-back of the one before; every load reads a file that is in the OS cache.
 
-    python benchmarks/bench_checkpoint.py            # 9 repetitions
-    python benchmarks/bench_checkpoint.py --quick    # a 64-wide MLP
+    python benchmarks/bench_checkpoint.py                  # 9 repetitions
+    python benchmarks/bench_checkpoint.py --no-lightning   # fulmen and hand only
+    python benchmarks/bench_checkpoint.py --quick          # a 64-wide MLP
 """
 
 from __future__ import annotations
@@ -62,6 +70,20 @@ def trained_trainer(framework: Any, workload: Workload, root: str) -> Any:
     return trainer
 
 
+def save_and_fsync(checkpoint: dict[str, Any], path: str) -> None:
+    """Save with `torch.save` and flush the file to disk."""
+    with open(path, "wb") as stream:
+        torch.save(checkpoint, stream)
+        stream.flush()
+        os.fsync(stream.fileno())
+
+
+def save_and_wait(trainer: Any, path: str) -> None:
+    """Save through the trainer and wait until its checkpoint IO has flushed the file to disk."""
+    trainer.save_checkpoint(path)
+    trainer.strategy.checkpoint_io.teardown()
+
+
 def timed(action: Callable[[], object]) -> float:
     """Return the seconds `action` takes, starting with no dirty pages of earlier writes."""
     os.sync()
@@ -83,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     silence_frameworks(*framework_modules(args))
     import fulmen
     from fulmen.plugins.io import TorchCheckpointIO
-    from fulmen.utilities.checksum import CHECKSUM_KEY, checkpoint_checksum
+    from fulmen.utilities.checksum import CHECKSUM_KEY
 
     frameworks: dict[str, Any] = {"fulmen": fulmen}
     loaders: dict[str, Any] = {"fulmen": TorchCheckpointIO()}
@@ -99,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         reference = os.path.join(root, "reference.ckpt")
         trainers["fulmen"].save_checkpoint(reference)
         checkpoint = torch.load(reference, weights_only=False)
-        checkpoint.pop(CHECKSUM_KEY)
+        checkpoint.pop(CHECKSUM_KEY, None)  # only there when torch's compute_crc32 is off
         size_mb = os.path.getsize(reference) / 1e6
         print(f"Machine: {machine_description()}")
         print(
@@ -109,13 +131,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         saves = {"hand": Samples("hand", "torch.save")}
         saves.update({key: Samples(key, "trainer.save_checkpoint") for key in frameworks})
         loads = {key: Samples(key, "") for key in saves}
-        checksum = Samples("checksum", "fulmen's sha256 checksum of the dict, alone")
+        durable = {
+            "hand": Samples("hand", "torch.save + fsync"),
+            "fulmen": Samples("fulmen", "trainer.save_checkpoint + its flush"),
+        }
+        fulmen_trainer = trainers["fulmen"]
         for repetition in range(args.repeats):
             paths = {key: os.path.join(root, f"{key}-{repetition}.ckpt") for key in saves}
             saves["hand"].values.append(timed(partial(torch.save, checkpoint, paths["hand"])))
             for key, trainer in trainers.items():
                 saves[key].values.append(timed(partial(trainer.save_checkpoint, paths[key])))
-            checksum.values.append(timed(partial(checkpoint_checksum, checkpoint)))
+            fulmen_trainer.strategy.checkpoint_io.teardown()  # not timed: see the docstring
+            synced = os.path.join(root, f"durable-{repetition}.ckpt")
+            durable["hand"].values.append(timed(partial(save_and_fsync, checkpoint, synced)))
+            durable["fulmen"].values.append(
+                timed(partial(save_and_wait, fulmen_trainer, synced + "-fulmen"))
+            )
+            paths["durable"], paths["durable-fulmen"] = synced, synced + "-fulmen"
             loads["hand"].values.append(
                 timed(partial(torch.load, paths["hand"], map_location="cpu", weights_only=True))
             )
@@ -123,10 +155,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 loads[key].values.append(timed(partial(io.load_checkpoint, paths[key])))
             for path in paths.values():
                 os.remove(path)
-    for samples in (*saves.values(), *loads.values(), checksum):
+    for samples in (*saves.values(), *loads.values(), *durable.values()):
         samples.values = [seconds * 1000 for seconds in samples.values]
     print("save:\n\n" + format_table(list(saves.values()), saves["hand"], unit="ms"))
-    print(f"\nof which fulmen's checksum alone: {checksum.median:.1f} ms ({checksum.spread})")
+    print(
+        "\nsave until on disk:\n\n"
+        + format_table(list(durable.values()), durable["hand"], unit="ms")
+    )
     print("\nload:\n\n" + format_table(list(loads.values()), loads["hand"], unit="ms"))
     report(
         [
@@ -136,6 +171,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 saves["fulmen"],
                 saves.get("lightning"),
                 SAVE_BUDGET,
+                unit="ms",
+                note=f"{fmt(size_mb)} MB",
+            ),
+            paired_row(
+                "checkpoint save until on disk (hand: torch.save + fsync)",
+                durable["hand"],
+                durable["fulmen"],
+                None,
+                None,
                 unit="ms",
                 note=f"{fmt(size_mb)} MB",
             ),

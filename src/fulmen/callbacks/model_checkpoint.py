@@ -21,6 +21,15 @@ exception (`save_on_exception`)   a top-k-named file and `last`
 Nothing is saved while sanity checking, under `fast_dev_run`, outside `fit`, or twice at the
 same `global_step`. Files are written through `trainer.save_checkpoint` (all ranks call it, the
 strategy decides who writes); this module only removes, links and lists files, on rank zero.
+
+A run killed mid-fit can leave its folder out of step with what it promises. So before the
+first save of a fit, rank zero removes the temporary files and folders of interrupted saves and
+removals (`<name>.ckpt.<8 hex digits>.tmp` / `.deleting`, nothing else). And when fit resumes
+from a state saved for the same folder, files the state lists that are gone (the killed run
+replaced them) are forgotten, and files this callback wrote that the state does not list (written
+after it, or not yet removed when the run was killed) are deleted: a file counts as this
+callback's only if its own saved state names the same `state_key` and `dirpath`. At the end the
+folder holds exactly the `save_top_k` best files and `last`.
 """
 
 from __future__ import annotations
@@ -54,6 +63,8 @@ log = logging.getLogger(__name__)
 _PATH = str | os.PathLike[str]
 # A template field: `{name}` or `{name:format_spec}`; names may hold `/`, `.` and `-`.
 _TEMPLATE_FIELD = re.compile(r"\{([^{}:]+)(:[^{}]*)?\}")
+# What `_temporary_name` in plugins/io/checkpoint_io.py appends while it writes or deletes a file.
+_LEFTOVER_SUFFIX = r"\.[0-9a-f]{8}\.(tmp|deleting)$"
 
 
 def _is_local(path: str) -> bool:
@@ -202,6 +213,8 @@ class ModelCheckpoint(Checkpoint):
         # A step/time trigger fired before the monitored metric existed: save after validation.
         self._defer_save_until_validation = False
         self._validation_has_run = False
+        # The file list was restored for this folder: compare it with the folder before saving.
+        self._restored_in_place = False
 
     @property
     def state_key(self) -> str:
@@ -225,11 +238,14 @@ class ModelCheckpoint(Checkpoint):
         """Resolve the directory (the same on every rank) and check that it can be used."""
         self.dirpath = trainer.strategy.broadcast(self._resolve_dirpath(trainer))
         self._validation_has_run = False
+        self._restored_in_place = False  # only a restore after this setup counts
         if self.save_last == "link" and not _is_local(self.dirpath):
             raise ValueError(
                 f"ModelCheckpoint(save_last='link') needs a local directory, got "
                 f"dirpath={self.dirpath!r}. Use save_last=True for remote storage."
             )
+        if trainer.is_global_zero and stage == "fit":
+            self._remove_leftovers()
         # A resumed fit writes into its old folder on purpose: warn only for fresh runs.
         resuming = bool(getattr(trainer, "_resume_requested", False))
         if trainer.is_global_zero and stage == "fit" and self.save_top_k != 0 and not resuming:
@@ -242,8 +258,11 @@ class ModelCheckpoint(Checkpoint):
                 )
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Start the clock for `train_time_interval`."""
+        """Start the clock for `train_time_interval`; after a resume, match the folder's files."""
         self._last_time_checked = time.monotonic()
+        if self._restored_in_place:
+            self._restored_in_place = False
+            self._reconcile_with_folder(trainer)
 
     def on_train_batch_end(
         self,
@@ -371,6 +390,7 @@ class ModelCheckpoint(Checkpoint):
             self.kth_value = state_dict.get("kth_value", self.kth_value)
             self.best_k_models = state_dict.get("best_k_models", self.best_k_models)
             self.last_model_path = state_dict.get("last_model_path", self.last_model_path)
+            self._restored_in_place = True
         else:
             rank_zero_warn(
                 f"ModelCheckpoint's dirpath changed from {saved_dirpath!r} to {self.dirpath!r}: "
@@ -466,6 +486,114 @@ class ModelCheckpoint(Checkpoint):
             for path in fs.ls(dirpath, detail=False)
             if Path(path).suffix == self.FILE_EXTENSION and pattern.match(Path(path).stem)
         }
+
+    # ------------------------------------------------------------------ the folder after a kill
+
+    def _remove_leftovers(self) -> None:
+        """Delete the temporary files and folders that killed saves and removals left behind."""
+        assert self.dirpath is not None
+        fs = _filesystem(self.dirpath)
+        pattern = re.compile(".+" + re.escape(self.FILE_EXTENSION) + _LEFTOVER_SUFFIX)
+        for path in self._folder_entries(fs, withdirs=True):
+            if not pattern.match(path.rsplit("/", 1)[-1]):
+                continue
+            try:
+                fs.rm(path, recursive=True)
+            except FileNotFoundError:
+                continue  # inside a leftover folder removed a moment ago
+            except OSError as err:
+                rank_zero_warn(f"ModelCheckpoint could not remove the leftover {path!r}: {err}")
+                continue
+            log.debug(f"Removed the leftover of an interrupted checkpoint write: {path}")
+
+    def _reconcile_with_folder(self, trainer: Trainer) -> None:
+        """Forget listed files that are gone; delete this callback's files that are not listed."""
+        lost: list[str] = []
+        if trainer.is_global_zero:
+            assert self.dirpath is not None
+            fs = _filesystem(self.dirpath)
+            lost = [path for path in self.best_k_models if not fs.exists(path)]
+            for path in self._unlisted_own_files(trainer, fs):
+                rank_zero_info(
+                    f"ModelCheckpoint: removing {path!r}: the interrupted run wrote it, but the "
+                    "state this fit resumes from does not list it."
+                )
+                self._remove_checkpoint(trainer, path)
+        # Every rank ranks the files the same way, or they would disagree on what to save.
+        lost = trainer.strategy.broadcast(lost)
+        if not lost:
+            return
+        for path in lost:
+            del self.best_k_models[path]
+        if not self.best_k_models:
+            self.kth_best_model_path, self.best_model_path, self.best_model_score = "", "", None
+            self.kth_value = torch.tensor(float("inf") if self.mode == "min" else float("-inf"))
+            return
+        worst, best = (max, min) if self.mode == "min" else (min, max)
+        self.kth_best_model_path = worst(self.best_k_models, key=self._score_of)
+        self.kth_value = self.best_k_models[self.kth_best_model_path]
+        self.best_model_path = best(self.best_k_models, key=self._score_of)
+        self.best_model_score = self.best_k_models[self.best_model_path]
+
+    def _unlisted_own_files(self, trainer: Trainer, fs: Any) -> list[str]:
+        if self.save_top_k in (-1, 0):
+            return []  # with -1 nothing is ever deleted; with 0 only `last` is written
+        strip = fs._strip_protocol
+        listed = (*self.best_k_models, self.best_model_path, self.last_model_path)
+        kept = {strip(path) for path in (*listed, trainer.ckpt_path or "") if path}
+        template = self.filename or "{epoch}" + self.CHECKPOINT_JOIN_CHAR + "{step}"
+        own_name = self._name_pattern(template)
+        last_name = self._name_pattern(self.CHECKPOINT_NAME_LAST)
+        assert self.dirpath is not None
+        folder = strip(self.dirpath)
+        unlisted = []
+        for entry in self._folder_entries(fs, withdirs=False):
+            name = entry[len(folder) :].lstrip("/")
+            if entry in kept or last_name.match(name) or not own_name.match(name):
+                continue
+            # Spelled like the paths this callback saves to, which keep the URL's protocol.
+            path = self.dirpath.rstrip("/") + "/" + name
+            if self._was_written_here(fs, path):
+                unlisted.append(path)
+        return unlisted
+
+    def _name_pattern(self, template: str) -> re.Pattern[str]:
+        """Match the names `format_checkpoint_name` renders from `template`, any metric values."""
+        parts, end = [], 0
+        for field in _TEMPLATE_FIELD.finditer(template):
+            parts.append(re.escape(template[end : field.start()]))
+            if self.auto_insert_metric_name:
+                parts.append(re.escape(field.group(1) + self.CHECKPOINT_EQUALS_CHAR))
+            parts.append(".+?")
+            end = field.end()
+        parts.append(re.escape(template[end:]))
+        version = re.escape(self.CHECKPOINT_JOIN_CHAR) + r"v\d+"
+        return re.compile(f"^{''.join(parts)}({version})?{re.escape(self.FILE_EXTENSION)}$")
+
+    def _was_written_here(self, fs: Any, path: str) -> bool:
+        """Whether the checkpoint at `path` holds this callback's state for this folder."""
+        try:
+            if _is_local(self.dirpath or ""):
+                # Memory-mapped: only the pickle is read, not the tensors.
+                checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            else:
+                with fs.open(path, "rb") as stream:
+                    checkpoint = torch.load(stream, map_location="cpu", weights_only=True)
+        except Exception:
+            return False  # unreadable, so not provably ours: leave it alone
+        callbacks = checkpoint.get("callbacks") if isinstance(checkpoint, dict) else None
+        state = callbacks.get(self.state_key) if isinstance(callbacks, dict) else None
+        return isinstance(state, dict) and state.get("dirpath") == self.dirpath
+
+    def _folder_entries(self, fs: Any, withdirs: bool) -> list[str]:
+        """List `dirpath` as deep as file names reach (a `/` in a metric name makes a subfolder)."""
+        assert self.dirpath is not None
+        if not fs.isdir(self.dirpath):
+            return []
+        depth = 1 + max((self.filename or "").count("/"), self.CHECKPOINT_NAME_LAST.count("/"))
+        folder = fs._strip_protocol(self.dirpath)
+        entries = fs.find(self.dirpath, maxdepth=depth, withdirs=withdirs, detail=False)
+        return sorted(entry for entry in entries if entry != folder)
 
     # ------------------------------------------------------------------ decisions
 

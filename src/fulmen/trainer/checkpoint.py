@@ -209,7 +209,16 @@ def restore_model(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
             f"The checkpoint {trainer.ckpt_path!r} has no 'state_dict' (keys: {sorted(checkpoint)})."
         )
     call_module(trainer, "on_load_checkpoint", checkpoint)
-    trainer.strategy.load_model_state_dict(checkpoint["state_dict"], strict=module.strict_loading)
+    try:
+        trainer.strategy.load_model_state_dict(
+            checkpoint["state_dict"], strict=module.strict_loading
+        )
+    except RuntimeError as err:
+        raise RuntimeError(
+            f"The weights in {trainer.ckpt_path!r} do not fit {type(module).__name__} (was it "
+            "saved from another class?). Set `strict_loading = False` on the module to load the "
+            f"matching keys only.\n{err}"
+        ) from err
     datamodule = trainer.datamodule
     if datamodule is not None and type(datamodule).__qualname__ in checkpoint:
         datamodule.load_state_dict(checkpoint[type(datamodule).__qualname__])

@@ -1,4 +1,5 @@
-"""TorchCheckpointIO (atomic writes, checksums, safe removal), AsyncCheckpointIO, checksums."""
+"""TorchCheckpointIO (atomic writes, verified loads, background flush, safe removal),
+AsyncCheckpointIO, and the sha256 checksums of older checkpoints."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import threading
 import time
 import uuid
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -166,18 +168,79 @@ def test_checkpoints_without_checksum_pass_unchecked() -> None:
 # ---------------------------------------------------------------------------- TorchCheckpointIO
 
 
-def test_save_and_load_round_trip_and_the_file_carries_the_checksum(tmp_path: Path) -> None:
+def test_save_and_load_round_trip_with_the_zip_crcs_as_the_only_checksum(tmp_path: Path) -> None:
     checkpoint = realistic_checkpoint()
     path = tmp_path / "sub" / "a.ckpt"
     io = TorchCheckpointIO()
     io.save_checkpoint(checkpoint, path)
-    assert CHECKSUM_KEY not in checkpoint  # the caller's dict is left alone
+    io.teardown()
     raw = torch.load(path, weights_only=True)
-    assert raw[CHECKSUM_KEY] == checkpoint_checksum(checkpoint)
+    assert CHECKSUM_KEY not in raw  # the CRCs torch.save computes anyway are enough
+    with zipfile.ZipFile(path) as archive:
+        entries = archive.infolist()
+        assert all(info.CRC == zlib.crc32(archive.read(info)) for info in entries)
+    assert all(info.CRC != 0 for info in entries if info.file_size > 0)
     loaded = io.load_checkpoint(path)
-    assert CHECKSUM_KEY not in loaded
     assert checkpoint_checksum(loaded) == checkpoint_checksum(checkpoint)
     assert torch.equal(loaded["state_dict"]["0.weight"], checkpoint["state_dict"]["0.weight"])
+
+
+@pytest.fixture
+def crc32_off() -> Any:
+    from torch.utils.serialization import config
+
+    config.save.compute_crc32 = False
+    try:
+        yield
+    finally:
+        config.save.compute_crc32 = True
+
+
+def test_without_torch_crcs_the_file_carries_a_sha256_that_load_checks(
+    tmp_path: Path, crc32_off: None
+) -> None:
+    checkpoint = {"state_dict": {"w": torch.arange(64.0)}, "epoch": 1}
+    path = tmp_path / "a.ckpt"
+    io = TorchCheckpointIO()
+    io.save_checkpoint(checkpoint, path)
+    assert CHECKSUM_KEY not in checkpoint  # the caller's dict is left alone
+    with zipfile.ZipFile(path) as archive:
+        assert {info.CRC for info in archive.infolist()} == {0}
+    assert torch.load(path, weights_only=True)[CHECKSUM_KEY] == checkpoint_checksum(checkpoint)
+    assert checkpoint_checksum(io.load_checkpoint(path)) == checkpoint_checksum(checkpoint)
+    assert verify_checkpoint_file(path)
+    flip_tensor_byte(path)
+    with pytest.raises(CheckpointCorruptedError, match=rf"{str(path)!r} is corrupted.*checksum"):
+        io.load_checkpoint(path)
+    assert not verify_checkpoint_file(path)
+
+
+def test_checkpoints_of_older_fulmen_releases_are_still_checked_by_their_sha256(
+    tmp_path: Path,
+) -> None:
+    good, altered = tmp_path / "good.ckpt", tmp_path / "altered.ckpt"
+    torch.save(add_checksum({"w": torch.ones(3), "epoch": 1}), good)
+    stale = add_checksum({"w": torch.ones(3), "epoch": 1})
+    stale["epoch"] = 2  # written with intact CRCs, but not what the checksum was taken of
+    torch.save(stale, altered)
+    io = TorchCheckpointIO()
+    loaded = io.load_checkpoint(good)
+    assert loaded.keys() == {"w", "epoch"} and torch.equal(loaded["w"], torch.ones(3))
+    with pytest.raises(CheckpointCorruptedError, match=rf"{str(altered)!r} is corrupted"):
+        io.load_checkpoint(altered)
+    assert (verify_checkpoint_file(good), verify_checkpoint_file(altered)) == (True, False)
+
+
+def test_legacy_non_zip_files_and_lightning_files_load(tmp_path: Path) -> None:
+    legacy, lightning = tmp_path / "legacy.ckpt", tmp_path / "lightning.ckpt"
+    torch.save({"epoch": 4}, legacy, _use_new_zipfile_serialization=False)
+    torch.save({"epoch": 5, "state_dict": {"w": torch.arange(64.0)}}, lightning)
+    io = TorchCheckpointIO()
+    assert io.load_checkpoint(legacy) == {"epoch": 4}
+    assert io.load_checkpoint(lightning)["epoch"] == 5
+    flip_tensor_byte(lightning)  # a Lightning file is a zip with CRCs too: damage shows
+    with pytest.raises(CheckpointCorruptedError, match=r"entry '.*/data/0' has CRC32"):
+        io.load_checkpoint(lightning)
 
 
 def test_save_replaces_the_old_file_and_leaves_no_temporary_file(tmp_path: Path) -> None:
@@ -212,7 +275,7 @@ def test_load_raises_naming_the_file_when_a_tensor_byte_changed(tmp_path: Path) 
     path = tmp_path / "a.ckpt"
     TorchCheckpointIO().save_checkpoint({"state_dict": {"w": torch.arange(64.0)}}, path)
     flip_tensor_byte(path)
-    torch.load(path, weights_only=True)  # the zip still reads: only the checksum notices
+    torch.load(path, weights_only=True)  # torch.load does not notice
     with pytest.raises(CheckpointCorruptedError, match=rf"{str(path)!r} is corrupted"):
         TorchCheckpointIO().load_checkpoint(path)
 
@@ -221,6 +284,12 @@ def test_load_of_a_truncated_file_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "a.ckpt"
     TorchCheckpointIO().save_checkpoint({"state_dict": {"w": torch.arange(64.0)}}, path)
     truncate(path)
+    with pytest.raises(CheckpointCorruptedError, match=rf"{str(path)!r} is corrupted.*cut short"):
+        TorchCheckpointIO().load_checkpoint(path)
+    path.write_bytes(b"")
+    with pytest.raises(CheckpointCorruptedError, match=rf"{str(path)!r} is corrupted: it is empty"):
+        TorchCheckpointIO().load_checkpoint(path)
+    path.write_bytes(b"neither a zip nor a pickle")
     with pytest.raises(MisconfigurationException, match=rf"{str(path)!r} could not be read"):
         TorchCheckpointIO().load_checkpoint(path)
 
@@ -252,6 +321,150 @@ def test_remove_of_a_folder_checkpoint_leaves_nothing_behind(tmp_path: Path) -> 
     (folder / "inner" / "shard_0.pt").write_bytes(b"x")
     TorchCheckpointIO().remove_checkpoint(folder)
     assert os.listdir(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------- background flush
+
+
+class GatedFsync:
+    """Stands in for os.fsync: records each descriptor's file, then waits for `gate`."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.gate = threading.Event()
+        self.fail = fail
+        self.synced: list[tuple[int, int]] = []  # (st_dev, st_ino) of each synced descriptor
+        self.real = os.fsync
+
+    def __call__(self, fd: int) -> None:
+        info = os.fstat(fd)
+        self.synced.append((info.st_dev, info.st_ino))
+        assert self.gate.wait(10), "the test never opened the gate"
+        if self.fail:
+            raise OSError(5, "Input/output error")
+        self.real(fd)
+
+
+def identity(path: Path) -> tuple[int, int]:
+    info = os.stat(path)
+    return info.st_dev, info.st_ino
+
+
+def test_save_returns_before_the_flush_which_syncs_the_file_then_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fsync = GatedFsync()
+    monkeypatch.setattr(os, "fsync", fsync)
+    io = TorchCheckpointIO()
+    io.save_checkpoint({"w": torch.arange(1000.0)}, tmp_path / "a.ckpt")
+    # Renamed into place already: complete and loadable while the flush still waits.
+    assert os.listdir(tmp_path) == ["a.ckpt"]
+    assert torch.equal(io.load_checkpoint(tmp_path / "a.ckpt")["w"], torch.arange(1000.0))
+    fsync.gate.set()
+    io.teardown()
+    assert fsync.synced == [identity(tmp_path / "a.ckpt"), identity(tmp_path)]
+
+
+def test_the_next_save_writes_at_once_but_renames_only_after_the_flush(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fsync = GatedFsync()
+    monkeypatch.setattr(os, "fsync", fsync)
+    io = TorchCheckpointIO()
+    io.save_checkpoint({"epoch": 1}, tmp_path / "a.ckpt")
+    second = run_in_thread(io.save_checkpoint, {"epoch": 2}, tmp_path / "a.ckpt")
+    deadline = time.monotonic() + 5
+    while len(os.listdir(tmp_path)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)  # the second file is written while the first one is flushed
+    second.join(0.2)
+    assert second.is_alive()
+    assert sorted(os.listdir(tmp_path))[0] == "a.ckpt"
+    assert sorted(os.listdir(tmp_path))[1].startswith("a.ckpt.")
+    assert io.load_checkpoint(tmp_path / "a.ckpt") == {"epoch": 1}
+    fsync.gate.set()
+    second.join(5)
+    io.teardown()
+    assert os.listdir(tmp_path) == ["a.ckpt"]
+    assert io.load_checkpoint(tmp_path / "a.ckpt") == {"epoch": 2}
+
+
+def test_remove_waits_until_the_newer_checkpoint_is_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "old.ckpt").write_bytes(b"x")
+    fsync = GatedFsync()
+    monkeypatch.setattr(os, "fsync", fsync)
+    io = TorchCheckpointIO()
+    io.save_checkpoint({"epoch": 2}, tmp_path / "new.ckpt")
+    remover = run_in_thread(io.remove_checkpoint, tmp_path / "old.ckpt")
+    remover.join(0.3)
+    assert remover.is_alive()
+    assert (tmp_path / "old.ckpt").exists()
+    fsync.gate.set()
+    remover.join(5)
+    assert not remover.is_alive()
+    assert os.listdir(tmp_path) == ["new.ckpt"]
+    io.teardown()
+
+
+@pytest.mark.parametrize("next_call", ["save", "remove", "teardown"])
+def test_a_failed_flush_is_raised_once_by_the_next_call_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, next_call: str
+) -> None:
+    (tmp_path / "old.ckpt").write_bytes(b"x")
+    fsync = GatedFsync(fail=True)
+    fsync.gate.set()
+    monkeypatch.setattr(os, "fsync", fsync)
+    io = TorchCheckpointIO()
+    io.save_checkpoint({"epoch": 1}, tmp_path / "a.ckpt")  # the flush fails after it returns
+    calls = {
+        "save": lambda: io.save_checkpoint({"epoch": 2}, tmp_path / "b.ckpt"),
+        "remove": lambda: io.remove_checkpoint(tmp_path / "old.ckpt"),
+        "teardown": io.teardown,
+    }
+    message = rf"\[Errno 5\] Flushing the checkpoint {str(tmp_path / 'a.ckpt')!r} to disk failed"
+    with pytest.raises(OSError, match=message) as info:
+        calls[next_call]()
+    assert info.value.errno == 5
+    assert sorted(os.listdir(tmp_path)) == ["a.ckpt", "old.ckpt"]  # no b.ckpt, no temporary file
+    assert (tmp_path / "old.ckpt").read_bytes() == b"x"
+    monkeypatch.setattr(os, "fsync", fsync.real)
+    io.teardown()  # raised once
+
+
+def test_a_failed_rename_names_the_checkpoint_and_the_cause_and_keeps_the_old_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    io = TorchCheckpointIO()
+    io.save_checkpoint({"epoch": 1}, tmp_path / "a.ckpt")
+    before = (tmp_path / "a.ckpt").read_bytes()
+
+    def refuse(source: str, target: str) -> None:
+        raise PermissionError(13, "Permission denied", source)
+
+    monkeypatch.setattr(os, "replace", refuse)
+    message = (
+        rf"\[Errno 13\] Could not save the checkpoint {str(tmp_path / 'a.ckpt')!r}: Permission"
+    )
+    with pytest.raises(PermissionError, match=message):
+        io.save_checkpoint({"epoch": 2}, tmp_path / "a.ckpt")
+    io.teardown()
+    assert os.listdir(tmp_path) == ["a.ckpt"]
+    assert (tmp_path / "a.ckpt").read_bytes() == before
+
+
+def test_a_failed_removal_names_the_checkpoint_and_the_cause(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a.ckpt").write_bytes(b"x")
+
+    def refuse(path: str) -> None:
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(os, "remove", refuse)
+    message = rf"Could not remove the checkpoint {str(tmp_path / 'a.ckpt')!r}: Permission denied"
+    with pytest.raises(PermissionError, match=message):
+        TorchCheckpointIO().remove_checkpoint(tmp_path / "a.ckpt")
+    assert (tmp_path / "a.ckpt").read_bytes() == b"x"
 
 
 @pytest.fixture
@@ -516,16 +729,35 @@ def test_async_remove_waits_for_the_pending_write_of_that_path(tmp_path: Path) -
     assert os.listdir(tmp_path) == []  # removed after the write, not resurrected by it
 
 
-def test_async_remove_of_another_path_does_not_wait(tmp_path: Path) -> None:
+def test_async_remove_of_another_path_returns_at_once_and_runs_after_the_write(
+    tmp_path: Path,
+) -> None:
     inner = GatedIO()
     io = AsyncCheckpointIO(inner)
     (tmp_path / "old.ckpt").write_bytes(b"x")
     io.save_checkpoint({"epoch": 1}, tmp_path / "a.ckpt")
-    io.remove_checkpoint(tmp_path / "old.ckpt")
-    assert not (tmp_path / "old.ckpt").exists()
+    io.remove_checkpoint(tmp_path / "old.ckpt")  # returns although the write is held back
+    assert (tmp_path / "old.ckpt").exists()  # the older file outlives the newer one's write
     inner.gate.set()
     io.teardown()
     assert os.listdir(tmp_path) == ["a.ckpt"]
+
+
+def test_async_failed_write_keeps_the_file_whose_removal_was_queued_behind_it(
+    tmp_path: Path,
+) -> None:
+    inner = GatedIO(fail=True)
+    io = AsyncCheckpointIO(inner)
+    (tmp_path / "old.ckpt").write_bytes(b"x")
+    io.save_checkpoint({"epoch": 1}, tmp_path / "a.ckpt")
+    io.remove_checkpoint(tmp_path / "old.ckpt")
+    inner.gate.set()
+    with pytest.raises(OSError, match="No space left") as info:
+        io.teardown()
+    if sys.version_info >= (3, 11):
+        assert f"{str(tmp_path / 'a.ckpt')!r} failed" in "\n".join(info.value.__notes__)
+    assert os.listdir(tmp_path) == ["old.ckpt"]
+    assert (tmp_path / "old.ckpt").read_bytes() == b"x"
 
 
 def test_async_load_waits_for_the_pending_write_of_that_path(tmp_path: Path) -> None:

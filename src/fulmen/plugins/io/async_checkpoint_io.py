@@ -2,7 +2,10 @@
 
 The caller's thread copies every tensor of the checkpoint to host memory (training may then change
 the parameters freely) and hands the copy to a single writer thread. Only one write is in flight:
-the next save waits for it. A failed write is raised by the next call or by `teardown()`.
+the next save waits for it. Removing another file while a write is in flight is queued behind the
+write on the same thread, so an older checkpoint is never deleted before the newer one is written
+(and not at all if that write fails). A failed write or removal is raised by the next call or by
+`teardown()`.
 """
 
 from __future__ import annotations
@@ -43,8 +46,9 @@ class AsyncCheckpointIO(CheckpointIO):
         if checkpoint_io is not None:
             self.checkpoint_io = checkpoint_io
         self._executor: ThreadPoolExecutor | None = None
+        # The last task handed to the writer thread; it finishes after every earlier one.
         self._pending: Future[None] | None = None
-        self._pending_path = ""
+        self._pending_paths: set[str] = set()
 
     @property
     def checkpoint_io(self) -> CheckpointIO:
@@ -74,11 +78,10 @@ class AsyncCheckpointIO(CheckpointIO):
         snapshot = _snapshot(checkpoint, {}, {})
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fulmen-ckpt")
-        io = self.checkpoint_io
         self._pending = self._executor.submit(
-            io.save_checkpoint, snapshot, path, storage_options=storage_options
+            self._save_in_background, snapshot, path, storage_options
         )
-        self._pending_path = _key(path)
+        self._pending_paths = {_key(path)}
 
     def load_checkpoint(
         self, path: str | Path, map_location: Any | None = None, weights_only: bool | None = None
@@ -90,9 +93,19 @@ class AsyncCheckpointIO(CheckpointIO):
         )
 
     def remove_checkpoint(self, path: str | Path) -> None:
-        """Delete `path`, after its pending write (if any) has finished."""
-        self._wait(path)
-        self.checkpoint_io.remove_checkpoint(path)
+        """Delete `path` once the pending write has finished; a failed write keeps the file.
+
+        A removal of the file being written waits for the write; any other removal is queued
+        behind it and this call returns at once.
+        """
+        pending = self._pending
+        if pending is None or pending.done() or _key(path) in self._pending_paths:
+            self._wait()
+            self.checkpoint_io.remove_checkpoint(path)
+            return
+        assert self._executor is not None
+        self._pending = self._executor.submit(self._remove_after, pending, path)
+        self._pending_paths.add(_key(path))
 
     def teardown(self) -> None:
         """Wait for the pending write, stop the writer thread and raise the write's error if any."""
@@ -104,21 +117,44 @@ class AsyncCheckpointIO(CheckpointIO):
                 self._executor = None
         self.checkpoint_io.teardown()
 
+    def _save_in_background(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None
+    ) -> None:
+        try:
+            self.checkpoint_io.save_checkpoint(checkpoint, path, storage_options=storage_options)
+        except BaseException as error:
+            _add_note(error, f"AsyncCheckpointIO: writing the checkpoint {_key(path)!r} failed.")
+            raise
+
+    def _remove_after(self, write: Future[None], path: str | Path) -> None:
+        # The single writer thread runs tasks in order, so `write` has finished by now.
+        failed_write = write.exception()
+        if failed_write is not None:
+            raise failed_write  # keep the older file: the newer one was not written
+        try:
+            self.checkpoint_io.remove_checkpoint(path)
+        except BaseException as error:
+            _add_note(error, f"AsyncCheckpointIO: removing the checkpoint {_key(path)!r} failed.")
+            raise
+
     def _wait(self, path: str | Path | None = None) -> None:
-        """Wait for the pending write (only if it targets `path`, when given); raise its error."""
+        """Wait for the pending tasks (only if one targets `path`, when given); raise an error."""
         pending = self._pending
         if pending is None:
             return
-        if path is not None and _key(path) != self._pending_path and not pending.done():
+        if path is not None and _key(path) not in self._pending_paths and not pending.done():
             return
         self._pending = None
+        self._pending_paths = set()
         error = pending.exception()
-        if error is None:
-            return
-        note = getattr(error, "add_note", None)
-        if note is not None:
-            note(f"AsyncCheckpointIO: writing the checkpoint {self._pending_path!r} failed.")
-        raise error
+        if error is not None:
+            raise error
+
+
+def _add_note(error: BaseException, note: str) -> None:
+    add_note = getattr(error, "add_note", None)  # Python 3.11+
+    if add_note is not None:
+        add_note(note)
 
 
 def _key(path: str | Path) -> str:

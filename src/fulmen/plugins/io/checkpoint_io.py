@@ -1,9 +1,25 @@
 """Where checkpoint dicts are written and read: local disks or any fsspec URL.
 
-A crash (or SIGKILL) during a save or a removal leaves either the old checkpoint or the new one,
-never a part of one: files are written under a temporary name and renamed into place. Every saved
-checkpoint carries a checksum of its content (`fulmen.utilities.checksum`) that loading verifies.
-Background writing lives in `async_checkpoint_io.py`.
+- Atomic: a crash (or SIGKILL) during a save or a removal leaves either the old checkpoint or the
+  new one, never a part of one. Files are written under a temporary name next to the target
+  (`<name>.<8 hex digits>.tmp`) and renamed into place; a folder checkpoint is renamed to
+  `<name>.<8 hex digits>.deleting` before it is deleted. `ModelCheckpoint` removes such leftovers
+  of a killed run from its folder.
+- Verified: `torch.save` stores a CRC32 of every entry of its zip container, which `torch.load`
+  ignores; `load_checkpoint` checks them first (`fulmen.utilities.checksum`) and raises
+  `CheckpointCorruptedError` naming the file. With torch's `compute_crc32` turned off, a sha256
+  of the content is stored in the dict instead, as older fulmen releases did for every file.
+- Durable off the critical path: a local file is renamed into place as soon as it is written,
+  so the save returns while the data is only in the OS page cache, which survives the death of
+  the process but not of the machine. A helper thread then flushes the file and its folder to
+  the disk (fsync). Whatever could lose the last durable state waits for that flush first: the
+  next save, `remove_checkpoint` (an older checkpoint is never deleted before the newer one is
+  on the disk) and `teardown()`, which the strategy calls at the end of every run. A failed
+  flush is raised by the next of these calls. So a power loss can damage only the file saved
+  last (loading detects that), together with the file it replaced under the same name (such as
+  the previous `last.ckpt`); every other checkpoint is intact.
+
+Background writing of whole checkpoints lives in `async_checkpoint_io.py`.
 """
 
 from __future__ import annotations
@@ -13,13 +29,15 @@ import shutil
 import threading
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
 
 from fulmen.core.saving import load_checkpoint_file
-from fulmen.utilities.checksum import add_checksum, check_and_strip_checksum
+from fulmen.utilities.checksum import add_checksum
 from fulmen.utilities.exceptions import MisconfigurationException
 
 __all__ = ["CheckpointIO", "TorchCheckpointIO", "XLACheckpointIO"]
@@ -49,7 +67,7 @@ class CheckpointIO(ABC):
 
 
 class TorchCheckpointIO(CheckpointIO):
-    """Save with `torch.save` through fsspec, atomically and with a checksum; load safely.
+    """Save with `torch.save` through fsspec, atomically, flushing to disk in the background.
 
     Example::
 
@@ -62,12 +80,16 @@ class TorchCheckpointIO(CheckpointIO):
         >>> io.remove_checkpoint(path)
         >>> os.path.exists(path)
         False
+        >>> io.teardown()
     """
+
+    # A class attribute, so subclasses that define __init__ without calling ours still work.
+    _pending_flush: _BackgroundFlush | None = None
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
     ) -> None:
-        """Write `checkpoint` and its checksum to `path`, replacing any file there at once."""
+        """Write `checkpoint` to `path`, replacing any file there at once."""
         if storage_options is not None:
             raise TypeError(
                 f"TorchCheckpointIO.save_checkpoint(storage_options={storage_options!r}) is "
@@ -77,37 +99,124 @@ class TorchCheckpointIO(CheckpointIO):
         import fsspec
         from fsspec.implementations.local import LocalFileSystem
 
-        fs, fs_path = fsspec.core.url_to_fs(str(path))
-        fs.makedirs(fs._parent(fs_path), exist_ok=True)
-        stamped = add_checksum(checkpoint)
+        if not _torch_writes_crcs():
+            # No CRCs to check on load: carry a checksum of the content instead.
+            checkpoint = add_checksum(checkpoint)
+        failure = f"Could not save the checkpoint {os.fspath(path)!r}"
+        with _disk_errors_described(failure):
+            fs, fs_path = fsspec.core.url_to_fs(os.fspath(path))
+            fs.makedirs(fs._parent(fs_path), exist_ok=True)
         if isinstance(fs, LocalFileSystem):
-            _atomic_local_save(stamped, fs_path)
-        else:
-            _remote_save(fs, stamped, fs_path)
+            self._save_local(checkpoint, fs_path, failure)
+            return
+        self._wait_for_flush()
+        with _disk_errors_described(failure):
+            _remote_save(fs, checkpoint, fs_path)
 
     def load_checkpoint(
         self, path: str | Path, map_location: Any | None = None, weights_only: bool | None = None
     ) -> dict[str, Any]:
-        """Read the checkpoint at `path` and verify its checksum (when it has one)."""
-        checkpoint = load_checkpoint_file(
-            path, map_location=map_location, weights_only=weights_only
-        )
-        return check_and_strip_checksum(checkpoint, path)
+        """Read the checkpoint at `path`, after checking it against its CRCs (or checksum)."""
+        return load_checkpoint_file(path, map_location=map_location, weights_only=weights_only)
 
     def remove_checkpoint(self, path: str | Path) -> None:
-        """Delete the file or folder at `path`, if any; a symlink is removed, not its target."""
+        """Delete the file or folder at `path`, if any; a symlink is removed, not its target.
+
+        Waits until the last saved checkpoint is on the disk, so that a crash right after the
+        removal cannot leave neither the old checkpoint nor the new one.
+        """
         import fsspec
         from fsspec.implementations.local import LocalFileSystem
 
-        fs, fs_path = fsspec.core.url_to_fs(str(path))
-        if isinstance(fs, LocalFileSystem):
-            _remove_local(fs_path)
-            return
+        self._wait_for_flush()
+        with _disk_errors_described(f"Could not remove the checkpoint {os.fspath(path)!r}"):
+            fs, fs_path = fsspec.core.url_to_fs(os.fspath(path))
+            try:
+                if isinstance(fs, LocalFileSystem):
+                    _remove_local(fs_path)
+                elif fs.exists(fs_path):
+                    fs.rm(fs_path, recursive=True)
+            except FileNotFoundError:
+                pass  # removed by someone else in the meantime: the goal is reached
+
+    def teardown(self) -> None:
+        """Wait until the last saved checkpoint is on the disk; raise if flushing it failed."""
+        self._wait_for_flush()
+
+    def _save_local(self, checkpoint: dict[str, Any], path: str, failure: str) -> None:
+        # Renaming also replaces a `last.ckpt` symlink itself instead of writing through it into
+        # the checkpoint it points to.
+        tmp = _temporary_name(path)
+        with _disk_errors_described(failure):
+            stream = open(tmp, "wb")  # closed by the flush thread
         try:
-            if fs.exists(fs_path):
-                fs.rm(fs_path, recursive=True)
-        except FileNotFoundError:
-            pass  # removed by someone else in the meantime: the goal is reached
+            with _disk_errors_described(failure):
+                torch.save(checkpoint, stream)
+                stream.flush()
+                if _IS_WINDOWS:
+                    # Windows cannot rename an open file: flush and close it first, at full cost.
+                    os.fsync(stream.fileno())
+                    stream.close()
+            # Only now: the previous save's flush overlapped with writing this one.
+            self._wait_for_flush()
+            with _disk_errors_described(failure):
+                os.replace(tmp, path)
+        except BaseException:
+            _close_quietly(stream)
+            _remove_local_quietly(tmp)
+            raise
+        if not stream.closed:
+            self._pending_flush = _BackgroundFlush(stream, path)
+
+    def _wait_for_flush(self) -> None:
+        pending = self._pending_flush
+        if pending is not None:
+            self._pending_flush = None
+            pending.wait()
+
+
+_IS_WINDOWS = os.name == "nt"
+
+
+def _torch_writes_crcs() -> bool:
+    try:
+        from torch.utils.serialization import config
+    except ImportError:
+        return True  # torch releases without the setting always write them
+    return bool(config.save.compute_crc32)
+
+
+@contextmanager
+def _disk_errors_described(failure: str) -> Iterator[None]:
+    """Raise an OSError from the block as the same kind of OSError, saying `failure` and why."""
+    try:
+        yield
+    except Exception as err:
+        cause = _os_error_behind(err)
+        if cause is None:
+            raise
+        raise _described(cause, failure) from err
+
+
+def _os_error_behind(err: BaseException) -> OSError | None:
+    # torch.save meets a failed write with a RuntimeError of its own ("unexpected pos ..."), raised
+    # while the OSError is being handled: the OSError is its context.
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _described(err: OSError, action: str) -> OSError:
+    """Return `err` as the same kind of OSError, its message saying what failed and why."""
+    if err.errno is None:
+        return OSError(f"{action}: {err}")
+    # OSError(errno, ...) becomes the matching subclass (PermissionError for EACCES, ...).
+    return OSError(err.errno, f"{action}: {err.strerror or err}")
 
 
 def _temporary_name(path: str, suffix: str = "tmp") -> str:
@@ -116,84 +225,53 @@ def _temporary_name(path: str, suffix: str = "tmp") -> str:
     return f"{path}.{uuid.uuid4().hex[:8]}.{suffix}"
 
 
-def _atomic_local_save(checkpoint: dict[str, Any], path: str) -> None:
-    # A crash mid-write must leave the old file or the new one, never a truncated one: write a
-    # temporary file, make it durable, then rename it over the target. Renaming also replaces a
-    # `last.ckpt` symlink itself instead of writing through it into the checkpoint it points to.
-    tmp = _temporary_name(path)
-    try:
-        with open(tmp, "wb") as stream, _SyncingWriter(stream) as writer:
-            # torch.save only calls write() and flush() on a file object.
-            torch.save(checkpoint, writer)  # type: ignore[arg-type]
-            writer.sync()
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    _fsync_directory(os.path.dirname(path))
+class _BackgroundFlush:
+    """Flush a just-renamed checkpoint file and its folder to the disk in a helper thread."""
 
-
-# macOS and Windows have no fdatasync; fsync does the same and a little more.
-_fdatasync = getattr(os, "fdatasync", os.fsync)
-
-
-class _SyncingWriter:
-    """Write to a file while a helper thread pushes what is already written to the disk.
-
-    One fsync after a large write waits for all of it at once. Syncing every `_SYNC_EVERY`
-    bytes in the background as soon as they are written overlaps that wait with serialization,
-    so `sync()` at the end only waits for the tail.
-    """
-
-    _SYNC_EVERY = 16 << 20
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self._stream = stream
-        self._unsynced = 0
-        self._thread: threading.Thread | None = None
+    def __init__(self, stream: BinaryIO, path: str) -> None:
+        self._path = path
         self._error: OSError | None = None
+        # Not a daemon: a script that saves and exits still waits for its file to be on disk.
+        self._thread = threading.Thread(
+            target=self._flush, args=(stream,), name="fulmen-checkpoint-flush"
+        )
+        self._thread.start()
 
-    def __enter__(self) -> _SyncingWriter:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        # Never leave the helper syncing a file that is about to be closed.
-        if self._thread is not None:
-            self._thread.join()
-
-    def write(self, data: bytes | memoryview) -> int:
-        written = self._stream.write(data)
-        self._unsynced += written
-        if self._unsynced >= self._SYNC_EVERY and not self._syncing():
-            self._stream.flush()
-            self._unsynced = 0
-            fileno = self._stream.fileno()
-            self._thread = threading.Thread(target=self._sync_in_background, args=(fileno,))
-            self._thread.start()
-        return written
-
-    def flush(self) -> None:
-        self._stream.flush()
-
-    def sync(self) -> None:
-        """Wait until every byte written is on the disk; raise the helper's error, if any."""
-        self._stream.flush()
-        if self._thread is not None:
-            self._thread.join()
-        # The kernel reports a failed write-back once per open file: if the helper saw it, the
-        # fsync below would succeed, so the helper's error must be raised here.
-        if self._error is not None:
-            raise self._error
-        os.fsync(self._stream.fileno())
-
-    def _syncing(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def _sync_in_background(self, fileno: int) -> None:
+    def _flush(self, stream: BinaryIO) -> None:
         try:
-            _fdatasync(fileno)
+            # Through the descriptor that wrote the file: the kernel reports a failed write-back
+            # to the descriptors open at the time, not necessarily to one opened later.
+            try:
+                os.fsync(stream.fileno())
+            finally:
+                stream.close()
+            _fsync_directory(os.path.dirname(self._path))
         except OSError as err:
             self._error = err
+
+    def wait(self) -> None:
+        """Wait for the flush to finish; raise its error, if any."""
+        self._thread.join()
+        if self._error is not None:
+            raise _described(
+                self._error,
+                f"Flushing the checkpoint {self._path!r} to disk failed, so it may be damaged "
+                "after a power loss",
+            ) from self._error
+
+
+def _close_quietly(stream: BinaryIO) -> None:
+    try:
+        stream.close()
+    except OSError:
+        pass  # the save already failed; its own error is the one to report
+
+
+def _remove_local_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass  # never written, or the folder refuses: the save's own error is what matters
 
 
 def _fsync_directory(directory: str) -> None:
@@ -210,10 +288,7 @@ def _fsync_directory(directory: str) -> None:
 
 def _remove_local(path: str) -> None:
     if os.path.islink(path) or os.path.isfile(path):
-        try:
-            os.remove(path)
-        except FileNotFoundError:
-            return
+        os.remove(path)
     elif os.path.isdir(path):
         # A folder checkpoint disappears in one rename, so a crash mid-delete cannot leave a
         # partial folder under the checkpoint's name.
