@@ -39,6 +39,7 @@ class LightningDataModule(DataHooks):
         self.trainer: Trainer | None = None
         self._hparams = AttributeDict()
         self._hparams_initial = AttributeDict()
+        self._hparams_unstorable: set[str] = set()  # names checkpoints leave out
         self._log_hyperparams = True
 
     def state_dict(self) -> dict[str, Any]:

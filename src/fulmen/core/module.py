@@ -19,6 +19,7 @@ from torch.optim import Optimizer
 
 from fulmen.core.hooks import CheckpointHooks, DataHooks, ModelHooks
 from fulmen.core.optimizer import LightningOptimizer
+from fulmen.core.saving import find_unstorable_hparams, unstorable_hparam_message
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.parsing import AttributeDict, collect_init_args
 from fulmen.utilities.rank_zero import rank_zero_warn
@@ -77,6 +78,7 @@ class LightningModule(ModelHooks, DataHooks, CheckpointHooks, nn.Module):
         "_fallback_dtype",
         "_hparams",
         "_hparams_initial",
+        "_hparams_unstorable",
         "_log_hyperparams",
         "_param_requires_grad_state",
         "_strict_loading",
@@ -89,6 +91,7 @@ class LightningModule(ModelHooks, DataHooks, CheckpointHooks, nn.Module):
     _example_input_array: Any
     _hparams: AttributeDict
     _hparams_initial: AttributeDict
+    _hparams_unstorable: set[str]  # names checkpoints leave out (see `save_hyperparameters`)
     _log_hyperparams: bool
     _strict_loading: bool | None
     _fallback_device: torch.device
@@ -108,6 +111,7 @@ class LightningModule(ModelHooks, DataHooks, CheckpointHooks, nn.Module):
         object.__setattr__(self, "_example_input_array", None)
         object.__setattr__(self, "_hparams", AttributeDict())
         object.__setattr__(self, "_hparams_initial", AttributeDict())
+        object.__setattr__(self, "_hparams_unstorable", set())
         object.__setattr__(self, "_log_hyperparams", True)
         object.__setattr__(self, "_strict_loading", None)
         object.__setattr__(self, "_fallback_device", torch.device("cpu"))
@@ -222,7 +226,15 @@ class LightningModule(ModelHooks, DataHooks, CheckpointHooks, nn.Module):
             raw = optimizer.optimizer if isinstance(optimizer, LightningOptimizer) else optimizer
             self._trainer.precision_plugin.unscale_gradients(raw)
         if algorithm == "value":
-            torch.nn.utils.clip_grad_value_(params, clip_value=gradient_clip_val)
+            # A bound beyond a dtype's largest number clips nothing, and torch refuses to
+            # convert it to that dtype: leave those gradients alone.
+            by_dtype: dict[torch.dtype, list[Tensor]] = {}
+            for param in params:
+                if param.grad is not None:
+                    by_dtype.setdefault(param.grad.dtype, []).append(param)
+            for dtype, group in by_dtype.items():
+                if gradient_clip_val < torch.finfo(dtype).max:
+                    torch.nn.utils.clip_grad_value_(group, clip_value=gradient_clip_val)
         else:
             torch.nn.utils.clip_grad_norm_(params, max_norm=gradient_clip_val)
 
@@ -764,22 +776,25 @@ def _save_hyperparameters(
         else:
             params = init_args
     params = {k: v for k, v in params.items() if k not in ignored}
-    for key, value in params.items():
-        if isinstance(value, nn.Module):
-            rank_zero_warn(
-                f"Attribute {key!r} is an `nn.Module` and is saved with the weights already. "
-                f"Leave it out with `self.save_hyperparameters(ignore=[{key!r}])`."
-            )
+    # Checkpoints must load with `weights_only=True`: what it cannot read stays out of them
+    # (`Trainer.save_checkpoint` drops it), said here, where the user can still fix it.
+    unstorable = find_unstorable_hparams(params)
+    for key in unstorable:
+        rank_zero_warn(unstorable_hparam_message(obj, key, params[key]))
+    object.__setattr__(obj, "_hparams_unstorable", set(unstorable))
     hparams = AttributeDict(params)
     object.__setattr__(obj, "_hparams", hparams)
-    # Modules and tensors are kept by reference: deep-copying a large model can take minutes.
     object.__setattr__(
-        obj,
-        "_hparams_initial",
-        AttributeDict(
-            {
-                k: v if isinstance(v, (nn.Module, Tensor)) else copy.deepcopy(v)
-                for k, v in hparams.items()
-            }
-        ),
+        obj, "_hparams_initial", AttributeDict({k: _initial_copy(v) for k, v in hparams.items()})
     )
+
+
+def _initial_copy(value: Any) -> Any:
+    # Modules and tensors are kept by reference: deep-copying a large model can take minutes.
+    # Whatever cannot be copied (an open file, a lock) is kept by reference too.
+    if isinstance(value, (nn.Module, Tensor)):
+        return value
+    try:
+        return copy.deepcopy(value)
+    except Exception:
+        return value

@@ -7,7 +7,7 @@ says what is allowed.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -119,30 +119,32 @@ def check_scalars(
     check_int("log_every_n_steps", log_every_n_steps, 0, allow_none=True)
     check_int("accumulate_grad_batches", accumulate_grad_batches, 1)
     check_int("reload_dataloaders_every_n_epochs", reload_dataloaders_every_n_epochs, 0)
+    # NaN passes every comparison, so ranges are written as `not (low <= value)`.
     if gradient_clip_val is not None and (
         isinstance(gradient_clip_val, bool)
         or not isinstance(gradient_clip_val, (int, float))
-        or gradient_clip_val < 0
+        or not gradient_clip_val >= 0
     ):
         raise ValueError(
-            f"Trainer(gradient_clip_val={gradient_clip_val!r}) is invalid: expected a number >= 0 or None."
+            f"Trainer(gradient_clip_val={gradient_clip_val!r}) is invalid: expected a number >= 0 "
+            "(0 or None: no clipping)."
         )
-    if gradient_clip_algorithm is not None and gradient_clip_algorithm.lower() not in (
-        "norm",
-        "value",
+    if gradient_clip_algorithm is not None and (
+        not isinstance(gradient_clip_algorithm, str)
+        or gradient_clip_algorithm.lower() not in ("norm", "value")
     ):
         raise ValueError(
             f"Trainer(gradient_clip_algorithm={gradient_clip_algorithm!r}) is invalid: expected "
-            "'norm' or 'value'."
+            "'norm', 'value' or None."
         )
-    if deterministic not in (None, True, False, "warn"):
+    if not (deterministic is None or isinstance(deterministic, bool) or deterministic == "warn"):
         raise ValueError(
             f"Trainer(deterministic={deterministic!r}) is invalid: expected True, False, 'warn' or None."
         )
     if (
         isinstance(overfit_batches, bool)
         or not isinstance(overfit_batches, (int, float))
-        or overfit_batches < 0
+        or not overfit_batches >= 0
         or (isinstance(overfit_batches, float) and overfit_batches > 1)
     ):
         raise ValueError(
@@ -152,6 +154,28 @@ def check_scalars(
     for flag_name, flag in flags.items():
         if not isinstance(flag, bool):
             raise ValueError(f"Trainer({flag_name}={flag!r}) is invalid: expected True or False.")
+
+
+def check_optional_flags(**flags: Any) -> None:
+    """Check flags whose None means "the default" (`enable_checkpointing`, `benchmark`...)."""
+    for name, flag in flags.items():
+        if flag is not None and not isinstance(flag, bool):
+            raise ValueError(
+                f"Trainer({name}={flag!r}) is invalid: expected True, False or None (the default)."
+            )
+
+
+def check_default_root_dir(value: Any) -> str | None:
+    """A folder path (str or os.PathLike), or None for the working directory."""
+    if value is None:
+        return None
+    path = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
+    if not isinstance(path, str) or not path or "\x00" in path:
+        raise TypeError(
+            f"Trainer(default_root_dir={value!r}) is invalid: expected a non-empty folder path "
+            "(a str or os.PathLike) or None for the working directory."
+        )
+    return path
 
 
 def check_barebones(**explicit: Any) -> None:
@@ -184,25 +208,29 @@ def check_limit(name: str, value: Any) -> int | float:
 
 
 def parse_duration(name: str, value: Any) -> timedelta | None:
-    """`"DD:HH:MM:SS"`, a timedelta or a dict of timedelta arguments."""
-    if value is None or isinstance(value, timedelta):
-        return value
-    if isinstance(value, dict):
-        try:
-            return timedelta(**value)
-        except TypeError as err:
-            raise ValueError(
-                f"Trainer({name}={value!r}) is invalid: dict keys must be timedelta arguments "
-                f"(days, hours, minutes, seconds): {err}."
-            ) from None
-    if isinstance(value, str):
-        parts = value.split(":")
-        if len(parts) == 4 and all(p.strip().isdigit() for p in parts):
-            days, hours, minutes, seconds = (int(p) for p in parts)
-            return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    """`"DD:HH:MM:SS"`, a timedelta or a dict of timedelta arguments; never negative."""
+    if value is None:
+        return None
+    duration: timedelta | None = None
+    detail = ""
+    try:
+        if isinstance(value, timedelta):
+            duration = value
+        elif isinstance(value, dict):
+            duration = timedelta(**value)
+        elif isinstance(value, str):
+            parts = value.split(":")
+            # isdecimal, not isdigit: int() rejects superscripts and other "digits".
+            if len(parts) == 4 and all(p.strip().isdecimal() for p in parts):
+                days, hours, minutes, seconds = (int(p) for p in parts)
+                duration = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    except (TypeError, ValueError, OverflowError) as err:
+        detail = f" ({err})"
+    if duration is not None and duration >= timedelta(0):
+        return duration
     raise ValueError(
-        f"Trainer({name}={value!r}) is invalid: expected 'DD:HH:MM:SS', a datetime.timedelta or "
-        "a dict such as {'hours': 1}."
+        f"Trainer({name}={value!r}) is invalid{detail}: expected a duration >= 0 as "
+        "'DD:HH:MM:SS', a datetime.timedelta or a dict such as {'hours': 1}."
     )
 
 
@@ -212,6 +240,7 @@ def check_val_check_interval(
     if value is None:
         return 1.0
     if isinstance(value, (str, dict, timedelta)):
+        # A zero duration validates after every batch, as in Lightning.
         duration = parse_duration("val_check_interval", value)
         assert duration is not None
         return duration
@@ -227,6 +256,12 @@ def check_val_check_interval(
         )
     if isinstance(value, int) and value < 1:
         raise ValueError(f"Trainer(val_check_interval={value!r}) is invalid: an int must be >= 1.")
+    if isinstance(value, float) and check_val_every_n_epoch is None:
+        raise ValueError(
+            f"Trainer(val_check_interval={value!r}, check_val_every_n_epoch=None) is invalid: a "
+            "fraction of an epoch needs epochs. Pass an int number of batches or a duration, or "
+            "set check_val_every_n_epoch."
+        )
     return value
 
 
@@ -245,14 +280,14 @@ def select_precision(value: Any, device_type: str) -> Precision:
     if isinstance(value, Precision):
         return value
     key = "32-true" if value is None else value
-    try:
-        precision = _PRECISIONS[key]
-    except (KeyError, TypeError):
+    # 16.0 == 16 and True == 1 as dict keys: only the exact int and str spellings count.
+    precision = _PRECISIONS.get(key) if type(key) in (int, str) else None
+    if precision is None:
         raise ValueError(
             f"Trainer(precision={value!r}) is not supported. Choose one of "
             "'64-true', '32-true', '16-mixed', 'bf16-mixed', '16-true', 'bf16-true' "
             "(or 64, 32, 16, 'bf16')."
-        ) from None
+        )
     if precision == "64-true":
         return DoublePrecision()
     if precision in ("16-true", "bf16-true"):
@@ -260,8 +295,8 @@ def select_precision(value: Any, device_type: str) -> Precision:
     if precision in ("16-mixed", "bf16-mixed"):
         if precision == "16-mixed" and device_type == "cpu":
             raise MisconfigurationException(
-                "Trainer(precision='16-mixed') needs a CUDA device (float16 autocast with loss "
-                "scaling). On the CPU use precision='bf16-mixed'."
+                f"Trainer(precision={value!r}) means '16-mixed', which needs a CUDA device "
+                "(float16 autocast with loss scaling). On the CPU use precision='bf16-mixed'."
             )
         return MixedPrecision(precision, device=device_type)
     return Precision()
@@ -319,18 +354,20 @@ def select_strategy(
     sync_batchnorm: bool,
 ) -> Strategy:
     check_int("num_nodes", num_nodes, 1)
-    if devices is None:
-        raise ValueError(
-            "Trainer(devices=None) is invalid: expected 'auto', an int, a string or a list."
-        )
-    if isinstance(devices, int) and not isinstance(devices, bool) and devices == 0:
-        raise ValueError("Trainer(devices=0) is invalid: expected 'auto', -1 or an int >= 1.")
-    if isinstance(devices, bool) or not isinstance(devices, (int, str, list, tuple)):
-        raise ValueError(
-            f"Trainer(devices={devices!r}) is invalid: expected 'auto', an int, a string such as "
-            "'0,1', or a list of device indices."
-        )
-    parallel = accelerator.get_parallel_devices(accelerator.parse_devices(devices))
+    check_devices(devices)
+    try:
+        # The accelerators read a list of indices; a tuple means the same.
+        indices = list(devices) if isinstance(devices, tuple) else devices
+        parallel = accelerator.get_parallel_devices(accelerator.parse_devices(indices))
+    except (MisconfigurationException, ValueError, TypeError) as err:
+        if f"devices={devices!r}" in str(err):
+            raise
+        # The accelerator reports the value it parsed ('2' as 2), or int() failed on it: show
+        # what the user passed.
+        message = f"Trainer(devices={devices!r}) is invalid for {type(accelerator).__name__}: {err}"
+        if isinstance(err, MisconfigurationException):
+            raise MisconfigurationException(message) from err
+        raise ValueError(message) from err
     if isinstance(value, Strategy):
         strategy = value
     else:
@@ -381,6 +418,50 @@ def select_strategy(
     return strategy
 
 
+# More devices than any one machine holds: a bound that keeps a typo from building a huge list.
+MAX_DEVICES_PER_NODE = 1 << 16
+
+
+def check_devices(devices: Any) -> None:
+    """'auto', -1 (all), a count >= 1, a str of either or of indices ('0,1'), or a list of indices.
+
+    Counts go up to `MAX_DEVICES_PER_NODE`, indices below it. Whether the devices exist is the
+    accelerator's check (`parse_devices`).
+    """
+    if isinstance(devices, str):
+        text = devices.strip()
+        if "," in text:
+            # A list of indices; "1," is Lightning's spelling of "device 1 only".
+            numbers = [_as_number(item.strip()) for item in text.removesuffix(",").split(",")]
+            indices = [n for n in numbers if n is not None and n < MAX_DEVICES_PER_NODE]
+            if len(indices) == len(numbers) == len(set(indices)):
+                return
+        else:
+            count = _as_number(text)
+            if devices == "auto" or text == "-1" or (count and count <= MAX_DEVICES_PER_NODE):
+                return
+    elif isinstance(devices, int) and not isinstance(devices, bool):
+        if devices == -1 or 1 <= devices <= MAX_DEVICES_PER_NODE:
+            return
+    elif isinstance(devices, (list, tuple)):
+        if (
+            devices
+            and all(type(d) is int and 0 <= d < MAX_DEVICES_PER_NODE for d in devices)
+            and len(set(devices)) == len(devices)
+        ):
+            return
+    raise ValueError(
+        f"Trainer(devices={devices!r}) is invalid: expected 'auto', -1 (all), a count >= 1, a "
+        "str such as '2' or '0,1', or a list of distinct device indices such as [0, 1] "
+        f"(at most {MAX_DEVICES_PER_NODE} per node)."
+    )
+
+
+def _as_number(text: str) -> int | None:
+    # The length bound comes first: int() of a very long digit string is slow or refused.
+    return int(text) if 0 < len(text) <= 6 and text.isdecimal() else None
+
+
 def _launched_externally() -> bool:
     """Whether torchrun, SLURM (srun) or similar started this process as one of several."""
     return (
@@ -410,15 +491,16 @@ class Plugins:
                 if isinstance(plugin, kind):
                     if getattr(self, slot) is not None:
                         raise MisconfigurationException(
-                            f"Trainer(plugins=...) got more than one {kind.__name__} "
+                            f"Trainer(plugins={plugins!r}) got more than one {kind.__name__} "
                             f"({type(getattr(self, slot)).__name__} and {type(plugin).__name__})."
                         )
                     setattr(self, slot, plugin)
                     break
             else:
                 raise ValueError(
-                    f"Trainer(plugins=[{plugin!r}]) is not a plugin fulmen knows: expected "
-                    "Precision, CheckpointIO, ClusterEnvironment or LayerSync instances."
+                    f"Trainer(plugins={plugins!r}) is invalid: {plugin!r} is not a plugin fulmen "
+                    "knows. Expected Precision, CheckpointIO, ClusterEnvironment or LayerSync "
+                    "instances."
                 )
 
 
@@ -432,12 +514,14 @@ def build_loggers(logger: Any, default_root_dir: str, active: bool) -> list[Logg
         if tensorboard_available():
             return [TensorBoardLogger(save_dir=default_root_dir)]
         return [CSVLogger(save_dir=default_root_dir)]
-    loggers = list(logger) if isinstance(logger, Iterable) else [logger]
+    # A str or a dict is iterable too, but never a collection of loggers.
+    is_collection = isinstance(logger, Iterable) and not isinstance(logger, (str, bytes, Mapping))
+    loggers = list(logger) if is_collection else [logger]
     for item in loggers:
         if not isinstance(item, Logger):
             raise ValueError(
-                f"Trainer(logger={logger!r}) is invalid: expected True/False, a Logger or a list "
-                "of Loggers."
+                f"Trainer(logger={logger!r}) is invalid: expected True, False, None, a Logger or "
+                "a list of Loggers."
             )
     return loggers
 
@@ -494,8 +578,8 @@ def build_callbacks(
     for cb in given:
         if not isinstance(cb, Callback):
             raise TypeError(
-                f"Trainer(callbacks=[..., {cb!r}]) is invalid: every callback must be a "
-                "fulmen.Callback instance."
+                f"Trainer(callbacks={callbacks!r}) is invalid: {cb!r} is not a fulmen.Callback "
+                "instance. Pass a Callback or a list of Callbacks."
             )
     result = list(given)
     has_checkpoint = any(isinstance(cb, Checkpoint) for cb in result)

@@ -79,18 +79,32 @@ class DataSource:
         return is_overridden(hook, self.module)
 
     def _request(self, prefix: str) -> Any:
+        """Return the loader(s) for `prefix`, checked to be iterables of batches."""
         given = self._given[prefix]
         if given is not None:
-            return given
+            return given  # checked by `check` before the run started
         hook = f"{prefix}_dataloader"
         if self.datamodule is not None and is_overridden(hook, self.datamodule):
-            return call_datamodule(self.trainer, hook)
-        return call_module(self.trainer, hook)
+            loaders = call_datamodule(self.trainer, hook)
+            check_loaders(f"`{type(self.datamodule).__name__}.{hook}()` returned", loaders)
+        else:
+            loaders = call_module(self.trainer, hook)
+            check_loaders(f"`{type(self.module).__name__}.{hook}()` returned", loaders)
+        return loaders
+
+    def _check_given(self, fn: TrainerFn) -> None:
+        for prefix, given in self._given.items():
+            if given is not None:
+                argument = "train_dataloaders" if prefix == "train" else "dataloaders"
+                if fn == TrainerFn.FITTING and prefix == "val":
+                    argument = "val_dataloaders"
+                check_loaders(f"Trainer.{fn}({argument}=...) got", given)
 
     def check(self, fn: TrainerFn) -> None:
         """Raise before any hook runs if the run cannot work."""
         module = self.module
         name = type(module).__name__
+        self._check_given(fn)
         if fn == TrainerFn.FITTING:
             if not is_overridden("training_step", module):
                 raise MisconfigurationException(
@@ -114,15 +128,19 @@ class DataSource:
                     "or drop the validation dataloader."
                 )
             if not module.automatic_optimization:
-                if self.trainer.gradient_clip_val:
+                clip = self.trainer.gradient_clip_val
+                if clip:
                     raise MisconfigurationException(
-                        "Trainer(gradient_clip_val=...) does not apply to manual optimization: call "
+                        f"Trainer(gradient_clip_val={clip!r}) does not apply to manual "
+                        f"optimization ({name}.automatic_optimization is False): call "
                         "`self.clip_gradients(optimizer, gradient_clip_val=...)` in `training_step`."
                     )
-                if self.trainer.accumulate_grad_batches != 1:
+                accumulate = self.trainer.accumulate_grad_batches
+                if accumulate != 1:
                     raise MisconfigurationException(
-                        "Trainer(accumulate_grad_batches=...) does not apply to manual "
-                        "optimization: step the optimizers every N batches yourself."
+                        f"Trainer(accumulate_grad_batches={accumulate!r}) does not apply to manual "
+                        f"optimization ({name}.automatic_optimization is False): step the "
+                        "optimizers every N batches yourself."
                     )
         else:
             prefix = {
@@ -157,9 +175,7 @@ class DataSource:
 
     def load_train(self) -> None:
         trainer = self.trainer
-        loader = self._request("train")
-        loader = _combine_train(loader)
-        _check_loader("train_dataloader", loader)
+        loader = _combine_train(self._request("train"))
         _seed_workers(loader, trainer.global_rank)
         if trainer.overfit_batches:
             loader = _without_shuffle(loader, "overfit_batches")
@@ -181,7 +197,6 @@ class DataSource:
         else:
             loaders = _as_list(self._request(prefix))
         for loader in loaders:
-            _check_loader(f"{prefix}_dataloader", loader)
             _seed_workers(loader, trainer.global_rank)
         if not (prefix == "val" and trainer.overfit_batches):
             loaders = [self._distribute(loader, prefix) for loader in loaders]
@@ -431,14 +446,43 @@ def _seed_workers(loader: Any, rank: int) -> None:
         loader.worker_init_fn = functools.partial(pl_worker_init_function, rank=rank)
 
 
-def _check_loader(hook: str, loader: Any) -> None:
-    if isinstance(loader, DataLoader) or isinstance(loader, _TrainCombined):
-        return
-    if loader is None or not isinstance(loader, Iterable) or isinstance(loader, (str, bytes)):
+def check_loaders(source: str, loaders: Any) -> None:
+    """Raise unless `loaders` is a dataloader (any iterable of batches) or a list/dict of them.
+
+    `source` names where they came from, as the message's start: "Trainer.fit(train_dataloaders
+    =...) got", "`MyModel.train_dataloader()` returned". The check reads no batch.
+
+    Example:
+        >>> check_loaders("the test gave", {"a": [1, 2], "b": 3})
+        Traceback (most recent call last):
+        ...
+        TypeError: the test gave {'a': [1, 2], 'b': 3}, which is not a dataloader: its item ['b'] is 3 (int). Pass a torch DataLoader (or any iterable of batches), or a list or dict of them.
+    """
+    problem = _not_a_loader(loaders, "", top=True)
+    if problem is not None:
         raise TypeError(
-            f"`{hook}` gave {type(loader).__name__}, which is not a dataloader: return a "
-            "torch DataLoader (or any iterable of batches)."
+            f"{source} {loaders!r}, which is not a dataloader{problem}. Pass a torch DataLoader "
+            "(or any iterable of batches), or a list or dict of them."
         )
+
+
+def _not_a_loader(value: Any, where: str, top: bool = False) -> str | None:
+    """Say what is wrong with `value` as a loader (or collection of them); None if nothing."""
+    if isinstance(value, (DataLoader, _TrainCombined)):
+        return None
+    if isinstance(value, Mapping) or (top and isinstance(value, (list, tuple))):
+        # A dict is iterable, but its keys are no batches: it can only hold loaders.
+        items = value.items() if isinstance(value, Mapping) else enumerate(value)
+        for key, item in items:
+            problem = _not_a_loader(item, f"{where}[{key!r}]")
+            if problem is not None:
+                return problem
+        return None
+    if value is None or not isinstance(value, Iterable) or isinstance(value, (str, bytes)):
+        if not where:
+            return ""
+        return f": its item {where} is {value!r} ({type(value).__name__})"
+    return None
 
 
 def _has_len(loader: Any) -> bool:
@@ -484,7 +528,7 @@ def _val_check_batch(trainer: Trainer) -> int | float:
     if isinstance(interval, int):
         if trainer.check_val_every_n_epoch is not None and interval > n:
             raise ValueError(
-                f"Trainer(val_check_interval={interval}) is more than the {n} training batches "
+                f"Trainer(val_check_interval={interval!r}) is more than the {n} training batches "
                 "of an epoch. Validate at most once per epoch, or set "
                 "`check_val_every_n_epoch=None` to count batches across epochs."
             )

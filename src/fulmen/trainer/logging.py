@@ -7,6 +7,7 @@ progress bar refreshes (`progress_bar_metrics`) and at epoch end.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -236,8 +237,11 @@ class Results:
             if metric is None:
                 return
         tensor = self._to_tensor(name, value, kw["enable_graph"], metric)
+        given = kw["batch_size"]
+        if given is not None:
+            _check_batch_size(name, given)
         if metric.on_epoch and metric.reduce == "mean":
-            batch_size = kw["batch_size"] or self._infer_batch_size(name)
+            batch_size = given or self._infer_batch_size(name)
         else:
             batch_size = 1
         if metric.sync_dist and self.trainer.strategy.world_size > 1:
@@ -590,3 +594,18 @@ def _reduce_name(reduce_fx: Any, name: str) -> Any:
 
 def _sync_op(reduce: Any) -> str:
     return reduce if isinstance(reduce, str) else "mean"
+
+
+def _check_batch_size(name: str, batch_size: Any) -> None:
+    # The epoch mean is weighted by batch size: 0 divides by zero, a negative size subtracts.
+    if type(batch_size) is int and batch_size >= 1:
+        return
+    try:
+        valid = not isinstance(batch_size, bool) and operator.index(batch_size) >= 1
+    except TypeError:
+        valid = False
+    if not valid:
+        raise MisconfigurationException(
+            f"self.log({name!r}, ..., batch_size={batch_size!r}) is invalid: expected an int >= 1 "
+            "(the number of samples in the batch), or None to read it from the batch."
+        )

@@ -142,6 +142,13 @@ class Trainer:
             use_distributed_sampler=use_distributed_sampler,
             enable_autolog_hparams=enable_autolog_hparams,
         )
+        args_.check_optional_flags(
+            enable_checkpointing=enable_checkpointing,
+            enable_progress_bar=enable_progress_bar,
+            enable_model_summary=enable_model_summary,
+            benchmark=benchmark,
+        )
+        root_dir = args_.check_default_root_dir(default_root_dir)
         if barebones:
             args_.check_barebones(
                 enable_checkpointing=enable_checkpointing,
@@ -193,9 +200,7 @@ class Trainer:
         check_tuning_flags(auto_lr_find, auto_scale_batch_size)
         self.auto_lr_find = auto_lr_find
         self.auto_scale_batch_size = auto_scale_batch_size
-        self._default_root_dir = (
-            os.fspath(default_root_dir) if default_root_dir is not None else os.getcwd()
-        )
+        self._default_root_dir = root_dir if root_dir is not None else os.getcwd()
         if fdr:
             # fast_dev_run: a smoke test of every loop, with nothing written anywhere.
             self.max_steps = fdr
@@ -456,6 +461,7 @@ class Trainer:
         storage_options: Any | None = None,
     ) -> None:
         """Save the full training state (or only the weights) to `filepath` (any fsspec URL)."""
+        from fulmen.core.saving import keep_storable_hparams
         from fulmen.trainer.checkpoint import dump_checkpoint
 
         if self._lightning_module is None:
@@ -463,6 +469,11 @@ class Trainer:
                 "Trainer.save_checkpoint needs a model: call it during or after fit/validate/test."
             )
         checkpoint = dump_checkpoint(self, bool(weights_only))
+        for owner in (self._lightning_module, self.datamodule):
+            # Every checkpoint must load with `weights_only=True`; `save_hyperparameters` warned.
+            if owner is not None and owner.CHECKPOINT_HYPER_PARAMS_KEY in checkpoint:
+                key = owner.CHECKPOINT_HYPER_PARAMS_KEY
+                checkpoint[key] = keep_storable_hparams(owner, checkpoint[key])
         self.strategy.save_checkpoint(
             checkpoint, os.fspath(filepath), storage_options=storage_options
         )
