@@ -538,12 +538,16 @@ class ModelCheckpoint(Checkpoint):
     def _unlisted_own_files(self, trainer: Trainer, fs: Any) -> list[str]:
         if self.save_top_k in (-1, 0):
             return []  # with -1 nothing is ever deleted; with 0 only `last` is written
+        last_name = self._name_pattern(self.CHECKPOINT_NAME_LAST)
+        if not last_name.match(os.path.basename(str(trainer.ckpt_path or ""))):
+            # Only a resume from `last` continues a run that may have died after writing more
+            # files. Resuming from an older checkpoint on purpose must not delete later ones.
+            return []
         strip = fs._strip_protocol
         listed = (*self.best_k_models, self.best_model_path, self.last_model_path)
         kept = {strip(path) for path in (*listed, trainer.ckpt_path or "") if path}
         template = self.filename or "{epoch}" + self.CHECKPOINT_JOIN_CHAR + "{step}"
         own_name = self._name_pattern(template)
-        last_name = self._name_pattern(self.CHECKPOINT_NAME_LAST)
         assert self.dirpath is not None
         folder = strip(self.dirpath)
         unlisted = []

@@ -144,7 +144,7 @@ def test_resume_forgets_lost_files_and_removes_only_unlisted_files_of_this_callb
     folder = tmp_path / "ck"
     checkpoint = restored(folder, filename="{epoch}")
     save_state(checkpoint, folder / "a.ckpt")  # listed; b.ckpt is listed but gone
-    save_state(checkpoint, folder / "last.ckpt")
+    last = save_state(checkpoint, folder / "last.ckpt")
     stray = save_state(checkpoint, folder / "epoch=3.ckpt")  # written after the resumed state
     stray_version = save_state(checkpoint, folder / "epoch=3-v1.ckpt")
     other_callback = save_state(checkpoint, folder / "epoch=4.ckpt", state_key="ModelCheckpoint{}")
@@ -152,7 +152,7 @@ def test_resume_forgets_lost_files_and_removes_only_unlisted_files_of_this_callb
     torch.save({"state_dict": {}}, weights_only)
     unreadable = touch(folder / "epoch=6.ckpt", b"not a checkpoint")
     other_name = save_state(checkpoint, folder / "best.ckpt")  # not a name this callback renders
-    trainer = fake_trainer(tmp_path, resuming=True)
+    trainer = fake_trainer(tmp_path, resuming=True, ckpt_path=str(last))
     checkpoint.on_train_start(trainer, None)  # type: ignore[arg-type]
     assert sorted(trainer.strategy.removed) == [str(stray_version), str(stray)]
     survivors = [other_callback, weights_only, unreadable, other_name]
@@ -163,6 +163,20 @@ def test_resume_forgets_lost_files_and_removes_only_unlisted_files_of_this_callb
         str(folder / "a.ckpt"),
     )
     assert checkpoint.best_model_score == 1.0 and checkpoint.kth_value == 1.0
+
+
+def test_resuming_from_an_older_checkpoint_on_purpose_removes_no_later_file(
+    tmp_path: Path,
+) -> None:
+    # Only a resume from `last` continues a run that may have died after writing more files.
+    folder = tmp_path / "ck"
+    checkpoint = restored(folder, filename="{epoch}")
+    older = save_state(checkpoint, folder / "a.ckpt")
+    later = save_state(checkpoint, folder / "epoch=9.ckpt")
+    trainer = fake_trainer(tmp_path, resuming=True, ckpt_path=str(older))
+    checkpoint.on_train_start(trainer, None)  # type: ignore[arg-type]
+    assert trainer.strategy.removed == []
+    assert later.exists()
 
 
 def test_the_checkpoint_resumed_from_is_never_removed(tmp_path: Path) -> None:
