@@ -6,6 +6,7 @@ pins it to Lightning's. Evaluation lives in `eval_loop.py`.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -168,8 +169,10 @@ def run_training_epoch(trainer: Trainer) -> list[Any] | None:
     has_schedulers = automatic and bool(trainer.lr_scheduler_configs)
     has_val = data.has_val()
     log_every = trainer.log_every_n_steps
+    check_every_step, check_when_logging = _loss_checks(trainer)
     for batch_idx, batch, is_last in iterate(loader, trainer.num_training_batches, skip, consume):
         state.batch_idx = batch_idx
+        step_before = state.global_step
         strategy.mark("training", state.epoch, batch_idx)
         trainer.is_last_batch = is_last
         batch = data.transfer(batch, 0)
@@ -200,6 +203,8 @@ def run_training_epoch(trainer: Trainer) -> list[Any] | None:
             (state.batches_that_stepped + 1) % log_every == 0 or state.should_stop
         )
         results.step_end(should_log, step=state.batches_that_stepped)
+        if check_every_step or (check_when_logging and should_log):
+            check_when_logging = _check_loss_is_finite(trainer, step_output, step_before)
         if has_val and _should_check_val(trainer, batch_idx, is_last):
             _validate_in_fit(trainer, stepping)
         state.step_pending = False
@@ -212,6 +217,62 @@ def run_training_epoch(trainer: Trainer) -> list[Any] | None:
         if state.should_stop and _can_stop_early(trainer):
             break
     return outputs
+
+
+_LOSS_WARNED = ("non-finite loss warned",)  # key in the per-run `trainer._hook_cache`
+
+
+def _loss_checks(trainer: Trainer) -> tuple[bool, bool]:
+    """Whether to check the loss for NaN/inf after every batch, and at the batches that log.
+
+    Reading the loss on the host makes the host wait for the device, which the batches in
+    between must never do. The batches that write metrics to a logger (every
+    `log_every_n_steps`) read the logged values on the host anyway, so one more number there
+    costs a copy, not another stall. Without a logger that writes (`logger=False`, the tuners'
+    silent runs) fulmen reads nothing, so it checks nothing. `detect_anomaly=True` is slow by
+    design: there the loss is checked after every batch, and a non-finite one ends the run.
+    """
+    from fulmen.loggers.logger import DummyLogger
+
+    if trainer.detect_anomaly:
+        return True, False
+    writes_logs = any(not isinstance(logger, DummyLogger) for logger in trainer.loggers)
+    warned = _LOSS_WARNED in trainer._hook_cache
+    return False, writes_logs and trainer.log_every_n_steps > 0 and not warned
+
+
+def _check_loss_is_finite(trainer: Trainer, step_output: Any, global_step: int) -> bool:
+    """Warn once per run (raise under `detect_anomaly`) if the batch's loss is NaN or infinite.
+
+    Return whether later batches still need checking.
+    """
+    loss = step_output.get("loss") if isinstance(step_output, dict) else step_output
+    if not isinstance(loss, Tensor) or loss.numel() != 1 or loss.is_complex():
+        return True
+    value = loss.item()
+    if math.isfinite(value):
+        return True
+    where = (
+        f"The loss returned by `training_step` is {value} at epoch {trainer.current_epoch}, "
+        f"batch_idx {trainer.state.batch_idx} (global_step {global_step})."
+    )
+    if trainer.detect_anomaly:
+        raise RuntimeError(
+            f"{where} `Trainer(detect_anomaly=True)` found no NaN in the backward pass, so the "
+            "forward pass made it: look for a log, sqrt or division of values at or below 0, or "
+            "an overflow. A diverging run may need `Trainer(gradient_clip_val=...)` or a lower "
+            "learning rate."
+        )
+    trainer._hook_cache[_LOSS_WARNED] = True
+    every = trainer.log_every_n_steps
+    rank_zero_warn(
+        f"{where} fulmen reads the loss only when it writes metrics to the loggers (every "
+        f"`log_every_n_steps={every}` steps), so it may have become non-finite up to "
+        f"{every - 1} batches earlier; training goes on. `Trainer(detect_anomaly=True)` checks "
+        "every batch and names the operation that made the first NaN; a diverging run may need "
+        "`Trainer(gradient_clip_val=...)` or a lower learning rate. Shown once per run."
+    )
+    return False
 
 
 def _validate_in_fit(trainer: Trainer, stepping: bool) -> None:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Generator
 from contextlib import contextmanager
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from fulmen.trainer.trainer import Trainer
 
 __all__ = ["run_stage"]
+
+log = logging.getLogger(__name__)
 
 
 def run_stage(
@@ -129,33 +132,188 @@ def run_stage(
         trainer.state.status = TrainerStatus.FINISHED
         return None
     except BaseException as exception:
-        handle_exception(trainer, exception, stage_name)
+        late: list[BaseException] = []
+        # After a DataLoader worker died, torch's SIGCHLD handler raises, and its signal often
+        # arrives just after the error the death caused: as `handle_exception` starts, before it
+        # holds the signals. Start it again then; what the handler raised is reported below.
+        for _ in range(_SHUTDOWN_STARTS):
+            try:
+                handle_exception(trainer, exception, stage_name, late)
+                break
+            except BaseException as raised:  # noqa: B036 - the first failure is the one re-raised
+                if trainer.state.status == TrainerStatus.INTERRUPTED:
+                    raise  # from a hook or the teardown: that failure is theirs to show
+                late.append(raised)
+        else:
+            handle_exception(trainer, exception, stage_name, late)
+        name = type(exception).__name__
+        for error in late:
+            log.warning(
+                f"While handling {name}, a signal handler raised {error!r}; the run shut down "
+                f"and re-raises the {name}."
+            )
         raise
     finally:
         trainer.state.stage = None
 
 
-def handle_exception(trainer: Trainer, exception: BaseException, stage: str) -> None:
-    trainer.state.status = TrainerStatus.INTERRUPTED
-    trainer.interrupted = True
-    if isinstance(exception, KeyboardInterrupt):
-        rank_zero_info("Detected KeyboardInterrupt, attempting graceful shutdown ...")
-    trainer.strategy.on_exception(exception)
-    call_callbacks(trainer, "on_exception", exception)
-    if trainer.datamodule is not None:
-        trainer.datamodule.on_exception(exception)
-    if hasattr(trainer.lightning_module, "on_exception"):
-        trainer.lightning_module.on_exception(exception)  # type: ignore[operator]
-    for logger in trainer.loggers:
-        logger.finalize("failed")
-    trainer.profiler.teardown(stage)
-    trainer.strategy.teardown()
+_SHUTDOWN_STARTS = 3
+
+
+def handle_exception(
+    trainer: Trainer, exception: BaseException, stage: str, late: list[BaseException]
+) -> None:
+    """Tell the strategy, callbacks, datamodule and module that the run failed; tear down.
+
+    The caller re-raises `exception` itself, so the user sees their own traceback unchanged.
+    What signal handlers raise meanwhile goes to `late`.
+    """
+    killed: dict[int, int] = {}
+    with _signals_held(exception, late):
+        try:
+            # Set first: it tells the caller that the hooks have started.
+            trainer.state.status = TrainerStatus.INTERRUPTED
+            trainer.interrupted = True
+            if isinstance(exception, KeyboardInterrupt):
+                rank_zero_info("Detected KeyboardInterrupt, attempting graceful shutdown ...")
+            trainer.strategy.on_exception(exception)
+            call_callbacks(trainer, "on_exception", exception)
+            if trainer.datamodule is not None:
+                trainer.datamodule.on_exception(exception)
+            if hasattr(trainer.lightning_module, "on_exception"):
+                trainer.lightning_module.on_exception(exception)  # type: ignore[operator]
+            for logger in trainer.loggers:
+                logger.finalize("failed")
+        finally:
+            if trainer.state.status == TrainerStatus.INTERRUPTED:
+                # Even when an `on_exception` hook fails, no worker process may outlive the run.
+                killed = stop_loader_workers(trainer, exception)
+                trainer.profiler.teardown(stage)
+                trainer.strategy.teardown()
+    _report_killed_workers(exception, killed)
+    # torch's own report of those deaths says less: drop it.
+    late[:] = [error for error in late if not any(str(pid) in str(error) for pid in killed)]
+
+
+@contextmanager
+def _signals_held(exception: BaseException, late: list[BaseException]) -> Generator[None]:
+    """While a failed run shuts down, keep signal handlers from raising into the shutdown.
+
+    - torch's SIGCHLD handler raises when a DataLoader worker died, and the death's signal
+      often arrives after the error the death caused, while the hooks run or the workers are
+      shut down. What it raises goes to `late`. (torch relies on that raise to break a worker
+      shutdown that a worker dying *during* it would hang; a worker that died before, the case
+      here, left no signal to break one.)
+    - After Ctrl+C, another Ctrl+C is ignored: users press it again when the first one seems
+      slow, which must not cut the hooks or the loggers' finalization short.
+
+    Both handlers are put back afterwards, when the workers are gone.
+    """
+    import signal
+    import threading
+
+    saved: dict[int, Any] = {}
+    try:
+        if threading.current_thread() is threading.main_thread():
+            child_signal = getattr(signal, "SIGCHLD", None)  # not on Windows
+            handler = signal.getsignal(child_signal) if child_signal is not None else None
+            if child_signal is not None and callable(handler):
+                python_handler = handler
+
+                def collect(signum: int, frame: Any) -> None:
+                    try:
+                        python_handler(signum, frame)
+                    except Exception as raised:
+                        late.append(raised)
+
+                saved[child_signal] = signal.signal(child_signal, collect)
+            # None: installed outside Python, where it could not be put back.
+            interrupt_handler = signal.getsignal(signal.SIGINT)
+            if isinstance(exception, KeyboardInterrupt) and interrupt_handler is not None:
+                saved[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        yield
+    finally:
+        for number, previous in saved.items():
+            signal.signal(number, previous)
+
+
+def stop_loader_workers(trainer: Trainer, exception: BaseException | None = None) -> dict[int, int]:
+    """Shut down the DataLoader worker processes of this run, so that none outlives it.
+
+    Return the workers a signal killed (not the shutdown's own SIGTERM): pid and signal number.
+    """
+    import signal
+
+    killed: dict[int, int] = {}
+    for iterator in _loader_iterators(trainer, exception):
+        iterator._shutdown_workers()  # joins the workers, so their exit codes are known
+        for worker in iterator._workers:
+            code = worker.exitcode
+            if code is not None and code < 0 and -code != signal.SIGTERM and worker.pid:
+                killed[worker.pid] = -code
+    return killed
+
+
+def _loader_iterators(trainer: Trainer, exception: BaseException | None = None) -> list[Any]:
+    """The DataLoader iterators whose worker processes would outlive the run.
+
+    Two kinds survive the loops on their own: persistent workers, which their DataLoader keeps
+    between epochs, and the workers of an iteration that failed (a worker raised or died): the
+    exception's traceback holds that iteration's frames, and with them its iterator, for as long
+    as the caller keeps the exception (`pytest.raises`, a notebook's `sys.last_traceback`).
+    """
+    from torch.utils.data import DataLoader
+    from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
+
+    from fulmen.utilities.combined_loader import CombinedLoader
+
+    held: list[Any] = []
+    entry = exception.__traceback__ if exception is not None else None
+    while entry is not None:
+        held.extend(entry.tb_frame.f_locals.values())
+        entry = entry.tb_next
+    data = trainer._data
+    if data is not None:
+        held.append(data.train_loader)
+        for loaders in (data.val_loaders, data.test_loaders, data.predict_loaders):
+            held.extend(loaders or ())
+    iterators: dict[int, Any] = {}
+    for value in held:
+        for item in value.flattened if isinstance(value, CombinedLoader) else [value]:
+            iterator = item
+            if isinstance(item, DataLoader):
+                iterator = item._iterator
+                item._iterator = None  # a persistent loader starts new workers next time
+            if isinstance(iterator, _MultiProcessingDataLoaderIter):
+                iterators[id(iterator)] = iterator
+    return list(iterators.values())
+
+
+def _report_killed_workers(exception: BaseException, killed: dict[int, int]) -> None:
+    """Name the workers a signal killed, unless the error already does.
+
+    A worker killed while it hands over a batch makes the main process fail first with an error
+    that does not say so (a ConnectionResetError, say).
+    """
+    import signal
+
+    for pid, number in killed.items():
+        if str(pid) in str(exception):
+            continue
+        name = signal.Signals(number).name
+        hint = " (often the out-of-memory killer: try fewer workers or smaller batches)"
+        log.warning(
+            f"DataLoader worker (pid {pid}) was killed by {name}"
+            f"{hint if number == signal.SIGKILL else ''}; the {type(exception).__name__} "
+            "comes from its death."
+        )
 
 
 def teardown(trainer: Trainer, stage: str) -> None:
     if trainer.state.fn == TrainerFn.FITTING:
         for logger in trainer.loggers:
             logger.finalize("success")
+    stop_loader_workers(trainer)
     trainer.profiler.describe()
     trainer.profiler.teardown(stage)
     trainer.strategy.teardown()
