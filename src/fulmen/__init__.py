@@ -3,7 +3,9 @@
 Port a Lightning script by changing one import: ``import fulmen as pl``.
 """
 
+import importlib
 import logging
+from typing import Any
 
 from fulmen.callbacks.callback import Callback
 from fulmen.core.datamodule import LightningDataModule
@@ -20,5 +22,19 @@ if not _logger.handlers:
     _logger.addHandler(logging.StreamHandler())
     _logger.setLevel(logging.INFO)
     _logger.propagate = False
+
+# `pl.loggers.CSVLogger`, `pl.callbacks.EarlyStopping`... work after `import fulmen as pl`, as with
+# Lightning, but each subpackage is imported on first use so that `import fulmen` stays light.
+_SUBPACKAGES = frozenset(
+    {"accelerators", "callbacks", "core", "loggers", "plugins", "profilers", "strategies",
+     "trainer", "tuner", "utilities"}
+)  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["Trainer", "LightningDataModule", "LightningModule", "Callback", "seed_everything"]

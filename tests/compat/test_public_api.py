@@ -8,6 +8,8 @@ nothing Lightning does not.
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 
 import pytest
 
@@ -192,3 +194,15 @@ def test_expected_all_is_lightnings(package: str) -> None:
 )
 def test_lightning_import_paths_exist(path: str, name: str) -> None:
     assert hasattr(importlib.import_module(path), name)
+
+
+def test_subpackages_are_reachable_as_attributes_after_a_plain_import() -> None:
+    # Lightning scripts write `pl.loggers.CSVLogger(...)` or `pl.callbacks.EarlyStopping(...)`.
+    code = (
+        "import sys, fulmen as pl; "
+        "assert 'fulmen.loggers' not in sys.modules; "
+        "print(pl.loggers.CSVLogger.__name__, pl.callbacks.EarlyStopping.__name__, "
+        "pl.profilers.SimpleProfiler.__name__, pl.strategies.DDPStrategy.__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["CSVLogger", "EarlyStopping", "SimpleProfiler", "DDPStrategy"]

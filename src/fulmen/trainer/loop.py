@@ -210,7 +210,7 @@ def run_training_epoch(trainer: Trainer) -> list[Any] | None:
         state.step_pending = False
         if stepping or not automatic:
             state.batches_that_stepped += 1
-        if strategy.agree_to_stop(trainer.received_sigterm):
+        if strategy.agree_to_stop(trainer.received_sigterm or trainer._interrupt_requested):
             _stop_for_preemption(trainer)
         if trainer.max_steps != -1 and state.global_step >= trainer.max_steps:
             break
@@ -352,7 +352,11 @@ def _set_loader_generators(loader: Any, states: list[Any] | None) -> None:
 
 
 def _stop_for_preemption(trainer: Trainer) -> None:
-    """Save where `ckpt_path="last"` finds it, then end the run through the exception path."""
+    """Save where `ckpt_path="last"` finds it, then end the run through the exception path.
+
+    After SIGTERM (or a SLURM requeue signal) on any rank the run ends with `SIGTERMException`;
+    after a Ctrl+C with `KeyboardInterrupt`, which the user's script sees as usual.
+    """
     import os
 
     from fulmen.callbacks.model_checkpoint import ModelCheckpoint
@@ -363,12 +367,15 @@ def _stop_for_preemption(trainer: Trainer) -> None:
             name = callback.CHECKPOINT_NAME_LAST + callback.FILE_EXTENSION
             path = os.path.join(str(callback.dirpath), name)
             trainer.save_checkpoint(path)
-            rank_zero_info(f"Received SIGTERM: saved {path}; resume with `fit(ckpt_path='last')`.")
+            what = "SIGTERM" if trainer.received_sigterm else "Ctrl+C"
+            rank_zero_info(f"Received {what}: saved {path}; resume with `fit(ckpt_path='last')`.")
             break
     env = trainer._requeue
     if env is not None and trainer.is_global_zero:
         env.requeue()  # the requeued job resumes with fit(ckpt_path="last")
         rank_zero_info("SLURM job requeued; it resumes from last.ckpt when it starts again.")
+    if not trainer.received_sigterm:
+        raise KeyboardInterrupt
     raise SIGTERMException(143)
 
 

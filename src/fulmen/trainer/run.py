@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Generator
 from contextlib import contextmanager
 from pathlib import Path
@@ -387,10 +388,12 @@ def log_hyperparams(
 
 @contextmanager
 def _preemption_signals(trainer: Trainer) -> Generator[None]:
-    """While fit runs, SIGTERM (and SLURM's SIGUSR1) only set a flag; the loop acts on it.
+    """While fit runs, SIGTERM, SLURM's SIGUSR1 and a first Ctrl+C only set a flag.
 
     Saving inside a signal handler could run in the middle of a backward pass. Instead the loop
-    finishes the batch, saves, and ends the run with `SIGTERMException` (exit code 143).
+    finishes the batch, saves `last.ckpt`, and ends the run: with `SIGTERMException` (exit code
+    143) after SIGTERM, with `KeyboardInterrupt` (exit by SIGINT, 130 in a shell) after Ctrl+C.
+    A second Ctrl+C raises `KeyboardInterrupt` at once, as if fulmen were not there.
     """
     import signal
     import threading
@@ -423,7 +426,22 @@ def _preemption_signals(trainer: Trainer) -> Generator[None]:
             if proc.poll() is None:
                 proc.send_signal(signum)
 
+    def on_interrupt(signum: int, frame: Any) -> None:
+        trainer._interrupt_requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # the next one stops at once
+        print(
+            "\nfulmen: Ctrl+C: stopping after this batch and saving last.ckpt; press Ctrl+C "
+            "again to stop at once.",
+            file=sys.stderr,
+            flush=True,
+        )
+
     previous = {sig: signal.signal(sig, handler) for sig in signals}
+    # Only Python's own Ctrl+C handler is replaced: a handler the user (or a notebook) installed
+    # keeps its meaning.
+    trainer._interrupt_requested = False
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, on_interrupt)
     try:
         yield
     finally:

@@ -272,6 +272,7 @@ class Trainer:
         self.is_last_batch = False
         self.interrupted = False
         self.received_sigterm = False
+        self._interrupt_requested = False  # a first Ctrl+C during fit: stop after the batch
         self._requeue: Any = None  # the SLURM environment, once its requeue signal arrived
         self.predict_predictions: list[list[Any]] = []
         self.predict_batch_indices: list[list[list[int]]] = []
