@@ -22,7 +22,7 @@ SCRIPT = textwrap.dedent(
         def training_step(self, batch, batch_idx):
             if self.global_step == 12 and sys.argv[2] == "stop":
                 print("READY", flush=True)
-                time.sleep(30)  # SIGTERM arrives here, in the middle of a batch
+                time.sleep(3)  # SIGTERM arrives here, in the middle of a batch
             return super().training_step(batch, batch_idx)
 
     fulmen.seed_everything(3, verbose=False)

@@ -53,6 +53,7 @@ EXPECTED_ROWS = {
     ],
     "bench_checkpoint.py": [
         "checkpoint save (hand: torch.save of the same dict)",
+        "checkpoint save until on disk (hand: torch.save + fsync)",
         "checkpoint load (hand: torch.load)",
     ],
     "bench_peak_rss.py": [
