@@ -65,8 +65,21 @@ class FaultReport:
 _REPORT = FaultReport()
 
 
+_BASELINE: set[int] = set()
+
+
+@pytest.fixture(autouse=True)
+def _process_baseline() -> None:
+    # Processes alive when the test starts (a service an earlier test left to the session, such
+    # as wandb's, or a module fixture's helper) are not this test's leftovers.
+    import psutil
+
+    _BASELINE.clear()
+    _BASELINE.update(child.pid for child in psutil.Process().children(recursive=True))
+
+
 def leftover_processes(timeout: float = 5.0) -> list[str]:
-    """Describe this test process's descendants still running after `timeout` seconds.
+    """Describe the processes this test started that still run after `timeout` seconds.
 
     Processes a test started must be gone when it ends; a short grace period lets ones that are
     already exiting finish. Zombies are reaped children-to-be and count as gone.
@@ -77,6 +90,8 @@ def leftover_processes(timeout: float = 5.0) -> list[str]:
     while True:
         alive = []
         for child in psutil.Process().children(recursive=True):
+            if child.pid in _BASELINE:
+                continue
             try:
                 if child.status() != psutil.STATUS_ZOMBIE:
                     alive.append(f"{child.pid} {' '.join(child.cmdline())[:120]}")

@@ -45,7 +45,7 @@ from fulmen.plugins.io import TorchCheckpointIO
 from tests.faults.conftest import FaultReport, leftover_processes
 
 SEED = 20261128
-TRIALS_PER_KIND = 3  # on each of the two filesystems
+TRIALS_PER_KIND = 5  # on each of the two filesystems
 MAX_STEPS = 24
 KINDS = {
     "random": "SIGKILL at a random moment",
