@@ -260,7 +260,7 @@ class ModelCheckpoint(Checkpoint):
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Start the clock for `train_time_interval`; after a resume, match the folder's files."""
         self._last_time_checked = time.monotonic()
-        if self._restored_in_place:
+        if self._restored_in_place or self._run_died_before_its_first_last(trainer):
             self._restored_in_place = False
             self._reconcile_with_folder(trainer)
 
@@ -539,7 +539,8 @@ class ModelCheckpoint(Checkpoint):
         if self.save_top_k in (-1, 0):
             return []  # with -1 nothing is ever deleted; with 0 only `last` is written
         last_name = self._name_pattern(self.CHECKPOINT_NAME_LAST)
-        if not last_name.match(os.path.basename(str(trainer.ckpt_path or ""))):
+        resumed_from_last = last_name.match(os.path.basename(str(trainer.ckpt_path or "")))
+        if not (resumed_from_last or self._run_died_before_its_first_last(trainer)):
             # Only a resume from `last` continues a run that may have died after writing more
             # files. Resuming from an older checkpoint on purpose must not delete later ones.
             return []
@@ -560,6 +561,18 @@ class ModelCheckpoint(Checkpoint):
             if self._was_written_here(fs, path):
                 unlisted.append(path)
         return unlisted
+
+    def _run_died_before_its_first_last(self, trainer: Trainer) -> bool:
+        """`fit(ckpt_path="last")` found no `last` checkpoint although this callback saves one.
+
+        With `save_last`, every top-k save is followed by a `last` save, so top-k files of this
+        callback without a `last` beside them are what a run killed between the two left.
+        """
+        return bool(
+            getattr(trainer, "_resume_from_last", False)
+            and trainer.ckpt_path is None
+            and self.save_last
+        )
 
     def _name_pattern(self, template: str) -> re.Pattern[str]:
         """Match the names `format_checkpoint_name` renders from `template`, any metric values."""

@@ -161,6 +161,20 @@ class Watchdog:
             )
         return None
 
+    def _why_store_is_gone(self) -> str:
+        # The store's host ended; a rank launched by it learns a moment later that it was its
+        # parent, which says more than the lost connection.
+        deadline = time.monotonic() + 0.5
+        while self.rank != 0 and time.monotonic() < deadline:
+            problem = self._extra_cause()
+            if problem is not None:
+                return problem
+            time.sleep(0.05)
+        return (
+            f"fulmen: rank {self.rank} lost contact with the other processes (the rank that "
+            "hosts the rendezvous store ended); stopping."
+        )
+
     def _positions(self) -> str:
         keys = [f"fulmen/state/{r}" for r in range(self.world_size)]
         try:
@@ -197,10 +211,7 @@ class Watchdog:
                 # is gone. End unless we are shutting down anyway.
                 if self._stop.is_set():
                     return
-                self._exit_with(
-                    f"fulmen: rank {self.rank} lost contact with the other processes (the rank "
-                    "that hosts the rendezvous store ended); stopping."
-                )
+                self._exit_with(self._why_store_is_gone())
                 return
 
     def check_once(self) -> None:

@@ -88,7 +88,9 @@ def run_stage(
         TrainerFn.PREDICTING: "predict",
     }[fn]
     _check_legacy_hooks(model, stage_name)
-    trainer._resume_requested = ckpt_path is not None or trainer._user_ckpt_path is not None
+    requested = ckpt_path if ckpt_path is not None else trainer._user_ckpt_path
+    trainer._resume_requested = requested is not None
+    trainer._resume_from_last = requested == "last"
     trainer._data.check(fn)  # type: ignore[union-attr]
     try:
         attach_configured_callbacks(trainer, model)

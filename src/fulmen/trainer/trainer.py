@@ -280,6 +280,7 @@ class Trainer:
         self._user_ckpt_path: str | None = None
         self._fit_started = False
         self._resume_requested = False
+        self._resume_from_last = False  # fit(ckpt_path="last"): continue a run that may have died
         self._fit_start_time = 0.0
         if deterministic:
             torch.use_deterministic_algorithms(True, warn_only=deterministic == "warn")

@@ -252,3 +252,20 @@ def test_name_pattern_matches_what_format_checkpoint_name_renders(
     assert pattern.match(rendered)
     assert [name for name in matching if pattern.match(name)] == matching
     assert [name for name in not_matching if pattern.match(name)] == []
+
+
+@pytest.mark.parametrize("save_last", [True, False])
+def test_resume_from_last_without_a_last_file_removes_what_a_run_killed_early_wrote(
+    tmp_path: Path, save_last: bool
+) -> None:
+    # Killed between its first top-k save and its first `last` save: fit(ckpt_path="last")
+    # finds nothing and starts afresh; the orphaned top-k file must not stay beside the new ones.
+    folder = tmp_path / "ck"
+    checkpoint = ModelCheckpoint(dirpath=folder, monitor="loss", save_top_k=2, save_last=save_last)
+    checkpoint.dirpath = str(folder)
+    orphan = save_state(checkpoint, folder / "epoch=0-step=1.ckpt")
+    trainer = fake_trainer(tmp_path, resuming=True)
+    trainer._resume_from_last = True
+    checkpoint.on_train_start(trainer, None)  # type: ignore[arg-type]
+    # Without save_last, no `last` file proves the run died early: the file is left alone.
+    assert trainer.strategy.removed == ([str(orphan)] if save_last else [])
