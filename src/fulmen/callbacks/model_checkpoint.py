@@ -47,7 +47,9 @@ from weakref import proxy
 import torch
 from torch import Tensor
 
+from fulmen.callbacks import checkpoint_folder
 from fulmen.callbacks.checkpoint import Checkpoint
+from fulmen.callbacks.checkpoint_folder import TEMPLATE_FIELD, filesystem, is_local
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from fulmen.utilities.types import STEP_OUTPUT
@@ -61,21 +63,6 @@ __all__ = ["ModelCheckpoint"]
 log = logging.getLogger(__name__)
 
 _PATH = str | os.PathLike[str]
-# A template field: `{name}` or `{name:format_spec}`; names may hold `/`, `.` and `-`.
-_TEMPLATE_FIELD = re.compile(r"\{([^{}:]+)(:[^{}]*)?\}")
-# What `_temporary_name` in plugins/io/checkpoint_io.py appends while it writes or deletes a file.
-_LEFTOVER_SUFFIX = r"\.[0-9a-f]{8}\.(tmp|deleting)$"
-
-
-def _is_local(path: str) -> bool:
-    return "://" not in path or path.startswith("file://")
-
-
-def _filesystem(path: str) -> Any:
-    # fsspec costs ~40 ms to import; only runs that actually touch checkpoint files pay for it.
-    from fsspec.core import url_to_fs
-
-    return url_to_fs(path)[0]
 
 
 class ModelCheckpoint(Checkpoint):
@@ -239,17 +226,17 @@ class ModelCheckpoint(Checkpoint):
         self.dirpath = trainer.strategy.broadcast(self._resolve_dirpath(trainer))
         self._validation_has_run = False
         self._restored_in_place = False  # only a restore after this setup counts
-        if self.save_last == "link" and not _is_local(self.dirpath):
+        if self.save_last == "link" and not is_local(self.dirpath):
             raise ValueError(
                 f"ModelCheckpoint(save_last='link') needs a local directory, got "
                 f"dirpath={self.dirpath!r}. Use save_last=True for remote storage."
             )
         if trainer.is_global_zero and stage == "fit":
-            self._remove_leftovers()
+            checkpoint_folder.remove_leftovers(self)
         # A resumed fit writes into its old folder on purpose: warn only for fresh runs.
         resuming = bool(getattr(trainer, "_resume_requested", False))
         if trainer.is_global_zero and stage == "fit" and self.save_top_k != 0 and not resuming:
-            fs = _filesystem(self.dirpath)
+            fs = filesystem(self.dirpath)
             if fs.isdir(self.dirpath) and len(fs.ls(self.dirpath)) > 0:
                 rank_zero_warn(
                     f"Checkpoint directory {self.dirpath} exists and is not empty: files of "
@@ -260,7 +247,9 @@ class ModelCheckpoint(Checkpoint):
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Start the clock for `train_time_interval`; after a resume, match the folder's files."""
         self._last_time_checked = time.monotonic()
-        if self._restored_in_place or self._run_died_before_its_first_last(trainer):
+        if self._restored_in_place or checkpoint_folder.run_died_before_its_first_last(
+            self, trainer
+        ):
             self._restored_in_place = False
             self._reconcile_with_folder(trainer)
 
@@ -444,7 +433,7 @@ class ModelCheckpoint(Checkpoint):
                 else text
             )
 
-        name = _TEMPLATE_FIELD.sub(render, template)
+        name = TEMPLATE_FIELD.sub(render, template)
         if prefix is not None:
             name = f"{prefix}{self.CHECKPOINT_JOIN_CHAR}{name}"
         if ver is not None:
@@ -465,19 +454,19 @@ class ModelCheckpoint(Checkpoint):
             filepath = os.path.join(self.dirpath, "best_k_models.yaml")
         path = os.fspath(filepath)
         scores = {path_: score.item() for path_, score in self.best_k_models.items()}
-        with _filesystem(path).open(path, "w") as stream:
+        with filesystem(path).open(path, "w") as stream:
             yaml.dump(scores, stream)
 
     def file_exists(self, filepath: _PATH, trainer: Trainer) -> bool:
         """Return whether `filepath` exists, as seen by rank zero, on every rank."""
         path = os.fspath(filepath)
-        exists = bool(_filesystem(path).exists(path)) if trainer.is_global_zero else False
+        exists = bool(filesystem(path).exists(path)) if trainer.is_global_zero else False
         return trainer.strategy.reduce_boolean_decision(exists, all=False)
 
     def _find_last_checkpoints(self, trainer: Trainer) -> set[str]:
         """Return the `last*.ckpt` files in this callback's directory (for `ckpt_path="last"`)."""
         dirpath = self._resolve_dirpath(trainer)
-        fs = _filesystem(dirpath)
+        fs = filesystem(dirpath)
         if not fs.exists(dirpath):
             return set()
         pattern = re.compile(rf"^{re.escape(self.CHECKPOINT_NAME_LAST)}(-(\d+))?")
@@ -489,31 +478,14 @@ class ModelCheckpoint(Checkpoint):
 
     # ------------------------------------------------------------------ the folder after a kill
 
-    def _remove_leftovers(self) -> None:
-        """Delete the temporary files and folders that killed saves and removals left behind."""
-        assert self.dirpath is not None
-        fs = _filesystem(self.dirpath)
-        pattern = re.compile(".+" + re.escape(self.FILE_EXTENSION) + _LEFTOVER_SUFFIX)
-        for path in self._folder_entries(fs, withdirs=True):
-            if not pattern.match(path.rsplit("/", 1)[-1]):
-                continue
-            try:
-                fs.rm(path, recursive=True)
-            except FileNotFoundError:
-                continue  # inside a leftover folder removed a moment ago
-            except OSError as err:
-                rank_zero_warn(f"ModelCheckpoint could not remove the leftover {path!r}: {err}")
-                continue
-            log.debug(f"Removed the leftover of an interrupted checkpoint write: {path}")
-
     def _reconcile_with_folder(self, trainer: Trainer) -> None:
         """Forget listed files that are gone; delete this callback's files that are not listed."""
         lost: list[str] = []
         if trainer.is_global_zero:
             assert self.dirpath is not None
-            fs = _filesystem(self.dirpath)
+            fs = filesystem(self.dirpath)
             lost = [path for path in self.best_k_models if not fs.exists(path)]
-            for path in self._unlisted_own_files(trainer, fs):
+            for path in checkpoint_folder.unlisted_own_files(self, trainer, fs):
                 rank_zero_info(
                     f"ModelCheckpoint: removing {path!r}: the interrupted run wrote it, but the "
                     "state this fit resumes from does not list it."
@@ -534,83 +506,6 @@ class ModelCheckpoint(Checkpoint):
         self.kth_value = self.best_k_models[self.kth_best_model_path]
         self.best_model_path = best(self.best_k_models, key=self._score_of)
         self.best_model_score = self.best_k_models[self.best_model_path]
-
-    def _unlisted_own_files(self, trainer: Trainer, fs: Any) -> list[str]:
-        if self.save_top_k in (-1, 0):
-            return []  # with -1 nothing is ever deleted; with 0 only `last` is written
-        last_name = self._name_pattern(self.CHECKPOINT_NAME_LAST)
-        resumed_from_last = last_name.match(os.path.basename(str(trainer.ckpt_path or "")))
-        if not (resumed_from_last or self._run_died_before_its_first_last(trainer)):
-            # Only a resume from `last` continues a run that may have died after writing more
-            # files. Resuming from an older checkpoint on purpose must not delete later ones.
-            return []
-        strip = fs._strip_protocol
-        listed = (*self.best_k_models, self.best_model_path, self.last_model_path)
-        kept = {strip(path) for path in (*listed, trainer.ckpt_path or "") if path}
-        template = self.filename or "{epoch}" + self.CHECKPOINT_JOIN_CHAR + "{step}"
-        own_name = self._name_pattern(template)
-        assert self.dirpath is not None
-        folder = strip(self.dirpath)
-        unlisted = []
-        for entry in self._folder_entries(fs, withdirs=False):
-            name = entry[len(folder) :].lstrip("/")
-            if entry in kept or last_name.match(name) or not own_name.match(name):
-                continue
-            # Spelled like the paths this callback saves to, which keep the URL's protocol.
-            path = self.dirpath.rstrip("/") + "/" + name
-            if self._was_written_here(fs, path):
-                unlisted.append(path)
-        return unlisted
-
-    def _run_died_before_its_first_last(self, trainer: Trainer) -> bool:
-        """`fit(ckpt_path="last")` found no `last` checkpoint although this callback saves one.
-
-        With `save_last`, every top-k save is followed by a `last` save, so top-k files of this
-        callback without a `last` beside them are what a run killed between the two left.
-        """
-        return bool(
-            getattr(trainer, "_resume_from_last", False)
-            and trainer.ckpt_path is None
-            and self.save_last
-        )
-
-    def _name_pattern(self, template: str) -> re.Pattern[str]:
-        """Match the names `format_checkpoint_name` renders from `template`, any metric values."""
-        parts, end = [], 0
-        for field in _TEMPLATE_FIELD.finditer(template):
-            parts.append(re.escape(template[end : field.start()]))
-            if self.auto_insert_metric_name:
-                parts.append(re.escape(field.group(1) + self.CHECKPOINT_EQUALS_CHAR))
-            parts.append(".+?")
-            end = field.end()
-        parts.append(re.escape(template[end:]))
-        version = re.escape(self.CHECKPOINT_JOIN_CHAR) + r"v\d+"
-        return re.compile(f"^{''.join(parts)}({version})?{re.escape(self.FILE_EXTENSION)}$")
-
-    def _was_written_here(self, fs: Any, path: str) -> bool:
-        """Whether the checkpoint at `path` holds this callback's state for this folder."""
-        try:
-            if _is_local(self.dirpath or ""):
-                # Memory-mapped: only the pickle is read, not the tensors.
-                checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            else:
-                with fs.open(path, "rb") as stream:
-                    checkpoint = torch.load(stream, map_location="cpu", weights_only=True)
-        except Exception:
-            return False  # unreadable, so not provably ours: leave it alone
-        callbacks = checkpoint.get("callbacks") if isinstance(checkpoint, dict) else None
-        state = callbacks.get(self.state_key) if isinstance(callbacks, dict) else None
-        return isinstance(state, dict) and state.get("dirpath") == self.dirpath
-
-    def _folder_entries(self, fs: Any, withdirs: bool) -> list[str]:
-        """List `dirpath` as deep as file names reach (a `/` in a metric name makes a subfolder)."""
-        assert self.dirpath is not None
-        if not fs.isdir(self.dirpath):
-            return []
-        depth = 1 + max((self.filename or "").count("/"), self.CHECKPOINT_NAME_LAST.count("/"))
-        folder = fs._strip_protocol(self.dirpath)
-        entries = fs.find(self.dirpath, maxdepth=depth, withdirs=withdirs, detail=False)
-        return sorted(entry for entry in entries if entry != folder)
 
     # ------------------------------------------------------------------ decisions
 
@@ -806,7 +701,7 @@ class ModelCheckpoint(Checkpoint):
         """Whether `previous` is ours to delete: in our directory and not the file resumed from."""
         if previous == current:
             return False
-        if not _is_local(previous):
+        if not is_local(previous):
             return True
         previous_path = Path(previous).absolute()
         if trainer.ckpt_path is not None and previous_path == Path(trainer.ckpt_path).absolute():

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import torch
 
+from fulmen.callbacks.checkpoint_folder import name_pattern
 from fulmen.callbacks.model_checkpoint import ModelCheckpoint
 from fulmen.plugins.io import TorchCheckpointIO
 
@@ -245,7 +246,7 @@ def test_the_folder_is_compared_once_per_restore(tmp_path: Path) -> None:
 def test_name_pattern_matches_what_format_checkpoint_name_renders(
     kwargs: dict[str, Any], template: str, matching: list[str], not_matching: list[str]
 ) -> None:
-    pattern = ModelCheckpoint(**kwargs)._name_pattern(template)
+    pattern = name_pattern(ModelCheckpoint(**kwargs), template)
     rendered = ModelCheckpoint(**kwargs).format_checkpoint_name(
         {"epoch": 3, "step": 10, "val_loss": 0.25}, filename=template, ver=4
     )
