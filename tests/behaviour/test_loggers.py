@@ -106,3 +106,32 @@ def test_csv_logger_columns_and_rows_match_lightning(tmp_path: Path) -> None:
     assert [(row["epoch"], row["step"]) for row in ours] == [
         (row["epoch"], row["step"]) for row in theirs
     ]
+
+
+@pytest.mark.compat
+@pytest.mark.parametrize("entry", ["fit", "validate", "test", "predict"])
+def test_loggers_are_finalized_after_every_entry_point_as_lightning_does(
+    tmp_path: Path, entry: str
+) -> None:
+    def statuses(pl: Any, loggers_module: Any) -> list[str]:
+        class Recording(loggers_module.CSVLogger):  # type: ignore[misc,name-defined]
+            seen: list[str] = []
+
+            def finalize(self, status: str) -> None:
+                super().finalize(status)
+                self.seen.append(status)
+
+        logger = Recording(str(tmp_path / pl.__name__))
+        trainer = pl.Trainer(max_epochs=1, logger=logger, **QUIET)
+        getattr(trainer, entry)(make_counting_model(pl)())
+        return logger.seen
+
+    lightning = pytest.importorskip("pytorch_lightning")
+    from pytorch_lightning import loggers as lightning_loggers
+
+    import fulmen.loggers
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Lightning's own advice about workers and the like
+        expected = statuses(lightning, lightning_loggers)
+    assert statuses(fulmen, fulmen.loggers) == expected == ["success"]

@@ -313,9 +313,10 @@ def _report_killed_workers(exception: BaseException, killed: dict[int, int]) -> 
 
 
 def teardown(trainer: Trainer, stage: str) -> None:
-    if trainer.state.fn == TrainerFn.FITTING:
-        for logger in trainer.loggers:
-            logger.finalize("success")
+    # After every entry point, as Lightning does: a logger's files are complete and closed when
+    # `validate`/`test`/`predict` return too (logging again later reopens them).
+    for logger in trainer.loggers:
+        logger.finalize("success")
     stop_loader_workers(trainer)
     trainer.profiler.describe()
     trainer.profiler.teardown(stage)
