@@ -176,19 +176,22 @@ class Watchdog:
         )
 
     def _positions(self) -> str:
-        keys = [f"fulmen/state/{r}" for r in range(self.world_size)]
         try:
-            if not self.store.check(keys):
-                return ""
-            states = [v.decode("utf-8", "replace") for v in self.store.multi_get(keys)]
+            states = self._read_states()
         except Exception:  # noqa: BLE001 - the store went away with rank 0
             return ""
-        lines = []
-        for rank, state in enumerate(states):
-            _, collective, where = state.split("|", 2)
-            doing = f"waiting in {collective}" if collective else "running"
-            lines.append(f"  rank {rank}: {doing} ({where})")
-        return "\n".join(lines)
+        return _describe_states(states) if states else ""
+
+    def _read_states(self) -> list[tuple[float, str, str]]:
+        """Every rank's published (idle seconds, collective or "", position); [] until all are."""
+        keys = [f"fulmen/state/{r}" for r in range(self.world_size)]
+        if not self.store.check(keys):
+            return []
+        states = []
+        for raw in self.store.multi_get(keys):
+            idle, collective, where = raw.decode("utf-8", "replace").split("|", 2)
+            states.append((float(idle), collective, where))
+        return states
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="fulmen-watchdog", daemon=True)
@@ -261,20 +264,12 @@ class Watchdog:
         self.store.set(f"fulmen/state/{self.rank}", state)
         if idle < self.timeout:
             return
-        keys = [f"fulmen/state/{r}" for r in range(self.world_size)]
-        if not self.store.check(keys):
-            return
-        states = [v.decode("utf-8", "replace") for v in self.store.multi_get(keys)]
-        parsed = [s.split("|", 2) for s in states]
-        if any(float(p[0]) < self.timeout for p in parsed):
-            return  # somebody is still making progress
-        if not any(p[1] for p in parsed):
+        states = self._read_states()
+        if not states or any(idle < self.timeout for idle, _, _ in states):
+            return  # not every rank has published yet, or somebody is still making progress
+        if not any(collective for _, collective, _ in states):
             return  # nobody waits on a peer: long computations, not a hang
-        lines = []
-        for r, (_, collective, where) in enumerate(parsed):
-            doing = f"waiting in {collective}" if collective else "running"
-            lines.append(f"  rank {r}: {doing} ({where})")
-        running = [str(r) for r, p in enumerate(parsed) if not p[1]]
+        running = [str(r) for r, (_, collective, _) in enumerate(states) if not collective]
         if running:
             # Some ranks wait for the others, who are busy in their own code: a slow or stuck
             # rank, not a mismatched collective.
@@ -290,7 +285,9 @@ class Watchdog:
                 "means the ranks took different paths (e.g. a `self.log(..., sync_dist=True)`, "
                 "`all_gather` or `barrier` that only some ranks reach)."
             )
-        report = f"fulmen: the run is stuck: {cause}\nWhere each rank is:\n" + "\n".join(lines)
+        report = f"fulmen: the run is stuck: {cause}\nWhere each rank is:\n" + _describe_states(
+            states
+        )
         self.report_failure(report)
         self._exit_with(report)
 
@@ -310,6 +307,14 @@ def _describe(where: Any) -> str:
         stage, epoch, batch = where
         return f"{stage} batch {batch} of epoch {epoch}"
     return str(where)
+
+
+def _describe_states(states: list[tuple[float, str, str]]) -> str:
+    lines = []
+    for rank, (_, collective, where) in enumerate(states):
+        doing = f"waiting in {collective}" if collective else "running"
+        lines.append(f"  rank {rank}: {doing} ({where})")
+    return "\n".join(lines)
 
 
 def _is_transport_error(error: BaseException) -> bool:
